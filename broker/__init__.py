@@ -1,0 +1,1 @@
+"""Teleroom's broker: settings, storage, bookings, tokens, auth and the JSON API."""

@@ -1,0 +1,25 @@
+"""The append-only audit trail: who created, changed, cancelled or read a booking (ids only)."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from broker.auth import Principal
+
+INSERT_EVENT = """
+INSERT INTO audit_events (actor_kind, actor_id, action, booking_id, therapist_id)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+async def record(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    actor: Principal,
+    action: str,
+    *,
+    booking_id: uuid.UUID | None = None,
+    therapist_id: uuid.UUID | None = None,
+) -> None:
+    await conn.execute(INSERT_EVENT, actor.kind, actor.actor_id, action, booking_id, therapist_id)

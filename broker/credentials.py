@@ -1,0 +1,33 @@
+"""Secrets we hand out: random bearer strings with a readable prefix, stored only as hashes.
+
+The prefixes make a leaked string easy to recognise and scan for:
+`trk_` booking key, `tra_` therapist API token, `trf_` feed token, `trm_` admin token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+BOOKING_KEY = "trk_"
+API_TOKEN = "tra_"
+FEED_TOKEN = "trf_"
+ADMIN_TOKEN = "trm_"
+
+# 24 random bytes: 192 bits, comfortably above the 128 the design asks for.
+_RANDOM_BYTES = 24
+
+
+def new_secret(prefix: str) -> str:
+    """A fresh secret: the prefix and 192 random bits, URL-safe."""
+    return prefix + secrets.token_urlsafe(_RANDOM_BYTES)
+
+
+def secret_hash(secret: str) -> bytes:
+    """SHA-256 of a high-entropy secret (a slow hash adds nothing at 192 bits)."""
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def same_secret(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)

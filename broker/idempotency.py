@@ -1,0 +1,84 @@
+"""Idempotency-Key for booking: a retry with the same key and body gets the first answer back.
+
+The first answer contains the booking key, which must never be stored in the clear. So the
+idempotency key is stored only as a hash, and the answer is sealed (AES-GCM) under a key
+derived from the idempotency key itself: only a caller who knows it can read the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from broker.problems import Problem, invalid
+
+MAX_KEY_LENGTH = 200
+
+CLAIM_KEY = """
+INSERT INTO idempotency_keys (therapist_id, key_hash, request_hash) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
+RETURNING true
+"""
+SELECT_KEY = """
+SELECT request_hash, response_status, response_sealed FROM idempotency_keys
+WHERE therapist_id = $1 AND key_hash = $2
+"""
+STORE_RESPONSE = """
+UPDATE idempotency_keys SET response_status = $3, response_sealed = $4
+WHERE therapist_id = $1 AND key_hash = $2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    status: int
+    body: bytes
+
+
+def check_key(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= MAX_KEY_LENGTH or not raw.isprintable():
+        raise invalid(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.")
+    return raw
+
+
+def _aead(key: str, scope: uuid.UUID) -> AESGCM:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=scope.bytes, info=b"teleroom idempotency").derive(
+        key.encode()
+    )
+    return AESGCM(derived)
+
+
+def _key_hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+async def claim(conn: asyncpg.Connection, scope: uuid.UUID, key: str, request_hash: bytes) -> Replay | None:
+    """Claim `key` for this request inside the caller's transaction, or return the first answer.
+
+    A concurrent request with the same key waits on the primary key until the first commits.
+    """
+    if await conn.fetchval(CLAIM_KEY, scope, _key_hash(key), request_hash):
+        return None
+    row = await conn.fetchrow(SELECT_KEY, scope, _key_hash(key))
+    if row is None or row["response_status"] is None:
+        raise Problem(409, "idempotency_in_progress", "A request with this Idempotency-Key is still in progress.")
+    if row["request_hash"] != request_hash:
+        raise invalid("This Idempotency-Key was already used with a different request.", code="idempotency_key_reused")
+    sealed: bytes = row["response_sealed"]
+    body = _aead(key, scope).decrypt(sealed[:12], sealed[12:], scope.bytes)
+    return Replay(status=row["response_status"], body=body)
+
+
+async def store(conn: asyncpg.Connection, scope: uuid.UUID, key: str, status: int, body: bytes) -> None:
+    nonce = os.urandom(12)
+    sealed = nonce + _aead(key, scope).encrypt(nonce, body, scope.bytes)
+    await conn.execute(STORE_RESPONSE, scope, _key_hash(key), status, sealed)

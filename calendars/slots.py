@@ -1,0 +1,254 @@
+"""Availability rules to bookable slots: pure functions over datetimes and zoneinfo.
+
+Weekly rules and date overrides are wall-clock times in the therapist's zone, so a rule
+"Mon 09:00-17:00" stays 09:00-17:00 local across daylight-saving changes. Wall-clock
+times that a change makes impossible or ambiguous are resolved one way everywhere:
+
+* a time that does not exist (clocks spring forward over it) is never a slot start, and an
+  availability bound that falls in the gap moves to the end of the gap;
+* a time that happens twice (clocks fall back) starts a slot at its first occurrence;
+  availability starts at the earlier instant and ends at the later one, so it covers the
+  whole wall-clock span the therapist wrote.
+
+Every instant returned is an aware datetime in UTC. Spans are half-open: [start, end).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+MINUTES_PER_DAY = 24 * 60
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Interval:
+    """A wall-clock interval within one day, in minutes after midnight; end may be 1440 (24:00)."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.end <= MINUTES_PER_DAY:
+            raise ValueError(f"interval {self.start}-{self.end} must satisfy 0 <= start < end <= 1440")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Span:
+    """A half-open span of absolute time [start, end) between aware datetimes."""
+
+    start: datetime
+    end: datetime
+
+    def overlaps(self, other: Span) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """Weekly rules (0 = Monday) and per-date overrides, in the wall clock of `timezone`."""
+
+    timezone: str
+    weekly: Mapping[int, tuple[Interval, ...]] = field(default_factory=dict)
+    overrides: Mapping[date, tuple[Interval, ...]] = field(default_factory=dict)
+
+    def intervals_on(self, day: date) -> tuple[Interval, ...]:
+        """The day's intervals, sorted and merged: an override replaces the weekly rule."""
+        raw = self.overrides.get(day)
+        if raw is None:
+            raw = self.weekly.get(day.weekday(), ())
+        return merge_intervals(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRules:
+    """What a session type says about when it can be booked (all in minutes, horizon in days)."""
+
+    duration: int
+    buffer_before: int = 0
+    buffer_after: int = 0
+    min_notice: int = 0
+    horizon_days: int = 60
+    slot_interval: int = 0  # 0: same as duration
+
+    @property
+    def step(self) -> int:
+        return self.slot_interval or self.duration
+
+    def blocked(self, start: datetime) -> Span:
+        """The span a session starting at `start` keeps free of other sessions, buffers included."""
+        return Span(
+            start - timedelta(minutes=self.buffer_before),
+            start + timedelta(minutes=self.duration + self.buffer_after),
+        )
+
+
+def merge_intervals(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
+    merged: list[Interval] = []
+    for iv in sorted(intervals):
+        if merged and iv.start <= merged[-1].end:
+            last = merged[-1]
+            merged[-1] = Interval(last.start, max(last.end, iv.end))
+        else:
+            merged.append(iv)
+    return tuple(merged)
+
+
+def merge_spans(spans: Iterable[Span]) -> list[Span]:
+    """Sorted, non-overlapping union of spans (touching spans are joined)."""
+    merged: list[Span] = []
+    for sp in sorted(spans):
+        if merged and sp.start <= merged[-1].end:
+            if sp.end > merged[-1].end:
+                merged[-1] = Span(merged[-1].start, sp.end)
+        else:
+            merged.append(sp)
+    return merged
+
+
+def _naive(day: date, minute: int) -> datetime:
+    return datetime(day.year, day.month, day.day) + timedelta(minutes=minute)
+
+
+def wall_time_exists(local: datetime, tz: ZoneInfo) -> bool:
+    """False for a wall-clock time skipped by a forward change (it does not round-trip through UTC)."""
+    aware = local.replace(tzinfo=tz)
+    return aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == local
+
+
+def resolve_wall(day: date, minute: int, tz: ZoneInfo, *, later: bool = False) -> datetime:
+    """The UTC instant of `minute` past midnight on `day` in `tz`.
+
+    A time in a gap resolves to the end of the gap (the instant of the change); a repeated
+    time resolves to its first occurrence, or its second when `later` is true.
+    """
+    local = _naive(day, minute)
+    if wall_time_exists(local, tz):
+        return local.replace(tzinfo=tz, fold=1 if later else 0).astimezone(UTC)
+    # In a gap zoneinfo reads fold=0 with the offset before the change and fold=1 with the
+    # offset after; the change itself lies between the two readings. Changes happen on whole
+    # minutes, so a binary search over minutes finds it exactly.
+    before = local.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    after = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    post_offset = local.replace(tzinfo=tz, fold=1).utcoffset()
+    lo, hi = 0, int((after - before).total_seconds() // 60)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if (before + timedelta(minutes=mid)).astimezone(tz).utcoffset() == post_offset:
+            hi = mid
+        else:
+            lo = mid + 1
+    return before + timedelta(minutes=lo)
+
+
+def local_day_span(day: date, tz: ZoneInfo) -> Span:
+    """The absolute span of a calendar day in `tz` (23, 24 or 25 hours; even when midnight is skipped)."""
+    return Span(resolve_wall(day, 0, tz), resolve_wall(day + timedelta(days=1), 0, tz))
+
+
+def available_spans(availability: Availability, first: date, last: date) -> list[Span]:
+    """Absolute spans of availability for the therapist-local days first..last inclusive."""
+    tz = ZoneInfo(availability.timezone)
+    spans: list[Span] = []
+    day = first
+    while day <= last:
+        for iv in availability.intervals_on(day):
+            start = resolve_wall(day, iv.start, tz, later=False)
+            end = resolve_wall(day, iv.end, tz, later=True)
+            if end > start:
+                spans.append(Span(start, end))
+        day += timedelta(days=1)
+    return spans
+
+
+def compute_slots(
+    availability: Availability,
+    rules: SessionRules,
+    busy: Sequence[Span],
+    window: Span,
+    now: datetime,
+) -> list[Span]:
+    """Every slot a client may book whose start lies in `window`, in order.
+
+    A slot starts on the session type's grid (every `step` wall-clock minutes from the start
+    of an availability interval), lies wholly inside availability, starts no sooner than the
+    minimum notice and before the horizon, and its blocked span (buffers included) overlaps
+    no busy span.
+    """
+    tz = ZoneInfo(availability.timezone)
+    earliest = max(window.start, now + timedelta(minutes=rules.min_notice))
+    latest = min(window.end, now + timedelta(days=rules.horizon_days))
+    if earliest >= latest:
+        return []
+    duration = timedelta(minutes=rules.duration)
+    merged_busy = merge_spans(busy)
+    busy_starts = [sp.start for sp in merged_busy]
+
+    first_day = earliest.astimezone(tz).date() - timedelta(days=1)
+    last_day = latest.astimezone(tz).date() + timedelta(days=1)
+    slots: list[Span] = []
+    day = first_day
+    while day <= last_day:
+        for iv in availability.intervals_on(day):
+            avail_start = resolve_wall(day, iv.start, tz, later=False)
+            avail_end = resolve_wall(day, iv.end, tz, later=True)
+            minute = iv.start
+            while minute < iv.end:
+                local = _naive(day, minute)
+                minute += rules.step
+                if not wall_time_exists(local, tz):
+                    continue
+                start = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+                end = start + duration
+                if start < avail_start or end > avail_end or start < earliest or start >= latest:
+                    continue
+                if _collides(rules.blocked(start), merged_busy, busy_starts):
+                    continue
+                slots.append(Span(start, end))
+        day += timedelta(days=1)
+    slots.sort()
+    return slots
+
+
+def _collides(span: Span, merged_busy: Sequence[Span], busy_starts: Sequence[datetime]) -> bool:
+    # merged_busy is sorted and disjoint: only the last span starting before span.end can overlap.
+    i = bisect.bisect_left(busy_starts, span.end)
+    return i > 0 and merged_busy[i - 1].end > span.start
+
+
+def is_offered(
+    availability: Availability,
+    rules: SessionRules,
+    busy: Sequence[Span],
+    start: datetime,
+    now: datetime,
+) -> bool:
+    """Whether `start` is exactly a slot `compute_slots` would offer."""
+    window = Span(start - timedelta(days=1), start + timedelta(days=1))
+    target = start.astimezone(UTC)
+    return any(slot.start == target for slot in compute_slots(availability, rules, busy, window, now))
+
+
+def offer_problem(
+    availability: Availability,
+    rules: SessionRules,
+    start: datetime,
+    now: datetime,
+) -> str | None:
+    """Why `start` could never be offered, ignoring busy time; None when it could be."""
+    if start < now + timedelta(minutes=rules.min_notice):
+        return "too_soon" if start >= now else "in_past"
+    if start >= now + timedelta(days=rules.horizon_days):
+        return "beyond_horizon"
+    if not is_offered(availability, rules, (), start, now):
+        return "not_on_grid"
+    return None
+
+
+def dates_window(first: date, last: date, tz: ZoneInfo) -> Span:
+    """The absolute span from the start of `first` to the end of `last`, as days in `tz`."""
+    return Span(local_day_span(first, tz).start, local_day_span(last, tz).end)

@@ -1,0 +1,1 @@
+"""WebRTC signaling over WebSocket: rooms, waiting room, TURN credentials, echo peer."""

@@ -1,0 +1,129 @@
+"""Fixtures that build real things: a PostgreSQL server, a migrated database per test, a running app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from broker import database
+from broker.app import create_app
+from broker.clock import Clock
+from broker.settings import Settings
+from tests.support import Api, free_port
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+TEMPLATE_DB = "teleroom_template"
+
+
+def _with_db(url: str, name: str) -> str:
+    """`url` pointing at database `name` (works for unix-socket and TCP URLs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: DATABASE_URL when set, else an embedded one for this test session."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    embedded = database.EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")))
+    yield embedded.start()
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_url: str) -> str:
+    """A database migrated once, copied for every test (CREATE DATABASE ... TEMPLATE is fast)."""
+
+    async def build() -> None:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
+            await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(_with_db(pg_url, TEMPLATE_DB))
+        try:
+            await database.migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return _with_db(pg_url, TEMPLATE_DB)
+
+
+@pytest.fixture
+async def database_url(pg_url: str, template_url: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    finally:
+        await conn.close()
+    yield _with_db(pg_url, name)
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        host="127.0.0.1",
+        port=free_port(),
+        data_dir=tmp_path,
+        database_url=database_url,
+        admin_token=ADMIN_TOKEN,
+        allow_private_calendar_urls=True,
+    )
+
+
+@pytest.fixture
+async def server(settings: Settings, clock: Clock) -> AsyncIterator[TestServer]:
+    app = create_app(settings, clock=clock)
+    srv = TestServer(app, host=settings.host, port=settings.port)
+    await srv.start_server()
+    yield srv
+    await srv.close()
+
+
+@pytest.fixture
+async def base_url(server: TestServer) -> str:
+    return f"http://{server.host}:{server.port}"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def api(http: aiohttp.ClientSession, base_url: str) -> Api:
+    return Api(http, base_url, ADMIN_TOKEN)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection, for asserting what was (and was not) written."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()

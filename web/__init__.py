@@ -1,0 +1,1 @@
+"""Browser pages: templates, static ES modules and CSS, page handlers."""

@@ -1,0 +1,1 @@
+"""Subcommands this package adds to `teleroom` (appended to broker.cli.EXTRA_COMMANDS on import)."""
