@@ -44,7 +44,7 @@ class Principal:
 
 
 SYSTEM = Principal("system")
-_PRINCIPAL = web.RequestKey("principal", "Principal | None")
+_PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
 
 
 def bearer(request: web.Request) -> str | None:
