@@ -1,9 +1,15 @@
-"""Mounted by broker.app.create_app; see the issue this part belongs to."""
+"""Mounted by broker.app.create_app: page routes, static files and the template environment."""
 
 from __future__ import annotations
 
+from importlib import resources
+
 from aiohttp import web
+
+from web.render import TEMPLATES, environment
 
 
 def setup(app: web.Application) -> None:
-    """Add this part's routes, hooks and cleanup contexts to the app."""
+    """Add the pages, the static files and the template environment to the app."""
+    app[TEMPLATES] = environment()
+    app.router.add_static("/static", str(resources.files("web") / "static"), append_version=False)
