@@ -1,0 +1,138 @@
+"""Browser fixtures: Debian's Chromium driven by playwright (async API), fake camera and microphone.
+
+Each test gets its own Chromium (the server runs on the test's event loop, so the browser must too)
+and, through `client_page` / `therapist_page`, two isolated contexts: the client and the therapist
+never share cookies or storage. Helpers check accessibility with axe-core and save screenshots.
+
+Without /usr/bin/chromium the tests skip with a reason; with TELEROOM_REQUIRE_BROWSER=1 they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, async_playwright
+
+from tests.browser.support import DESKTOP
+
+CHROMIUM = Path(os.environ.get("TELEROOM_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+# Playwright's own timeout for each action or expectation; a hang fails the test instead of the suite.
+ACTION_TIMEOUT_MS = 15_000
+
+BROWSER_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROWSER_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)"
+    if os.environ.get("TELEROOM_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason + " (TELEROOM_REQUIRE_BROWSER=1, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """A fresh headless Chromium with fake media devices."""
+    _require_chromium()
+    async with async_playwright() as pw:
+        instance = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+class PageLog:
+    """What a page printed and threw, shown when a test fails so a broken script is easy to find."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+
+    def attach(self, page: Page) -> None:
+        def on_console(msg: ConsoleMessage) -> None:
+            self.lines.append(f"[{self.name} console.{msg.type}] {msg.text}")
+
+        def on_error(exc: Error) -> None:
+            self.errors.append(f"[{self.name} pageerror] {exc}")
+
+        page.on("console", on_console)
+        page.on("pageerror", on_error)
+
+    def dump(self) -> str:
+        return "\n".join(self.lines + self.errors)
+
+
+NewContext = Callable[..., Awaitable[BrowserContext]]
+
+
+@pytest.fixture
+async def new_context(browser: Browser, base_url: str) -> AsyncIterator[NewContext]:
+    """Factory for isolated browser contexts on the running server (`viewport=PHONE` for a phone)."""
+    contexts: list[BrowserContext] = []
+
+    async def make(**options: Any) -> BrowserContext:
+        options.setdefault("viewport", DESKTOP)
+        options.setdefault("locale", "en-US")
+        context = await browser.new_context(base_url=base_url, **options)
+        context.set_default_timeout(ACTION_TIMEOUT_MS)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        await context.close()
+
+
+async def _page(make: NewContext, name: str, request: pytest.FixtureRequest, **options: Any) -> Page:
+    context = await make(**options)
+    page = await context.new_page()
+    log = PageLog(name)
+    log.attach(page)
+    logs: list[PageLog] = request.node.__dict__.setdefault("_page_logs", [])
+    logs.append(log)
+    return page
+
+
+@pytest.fixture
+async def client_page(new_context: NewContext, request: pytest.FixtureRequest) -> Page:
+    """The client's browser (its own context: no cookies shared with the therapist)."""
+    return await _page(new_context, "client", request)
+
+
+@pytest.fixture
+async def therapist_page(new_context: NewContext, request: pytest.FixtureRequest) -> Page:
+    """The therapist's browser, a second isolated context."""
+    return await _page(new_context, "therapist", request)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    logs: list[PageLog] = item.__dict__.get("_page_logs", [])
+    if report.failed and logs:
+        report.sections.append(("browser console", "\n".join(log.dump() for log in logs)))

@@ -1,0 +1,55 @@
+"""Helpers for browser tests: accessibility checks with axe-core, screenshots, page errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Page
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def page_errors(request: pytest.FixtureRequest) -> list[str]:
+    """Uncaught script errors on any page this test opened through the fixtures."""
+    logs: list[Any] = request.node.__dict__.get("_page_logs", [])
+    return [err for log in logs for err in log.errors]
+
+
+SERIOUS = {"serious", "critical"}
+
+
+async def assert_accessible(page: Page, what: str = "") -> None:
+    """No serious or critical axe-core violations on the page as it is now."""
+    results = await Axe().run(page)
+    bad = [v for v in results.response["violations"] if v.get("impact") in SERIOUS]
+    detail = "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']} -> " + ", ".join(str(n["target"]) for n in v["nodes"][:5]) for v in bad
+    )
+    assert not bad, f"axe-core violations on {what or page.url}:\n{detail}"
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    """Save `docs/screenshots/<name>-<phone|desktop>.png` (full page) and return the path."""
+    width = page.viewport_size["width"] if page.viewport_size else DESKTOP["width"]
+    label = "phone" if width <= PHONE["width"] else "desktop"
+    if not re.fullmatch(r"[a-z0-9-]+", name):
+        raise ValueError(f"screenshot name must be lowercase words and dashes, got {name!r}")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}-{label}.png"
+    await page.screenshot(path=str(path), full_page=True, animations="disabled", caret="hide")
+    return path
+
+
+async def check_page_at_widths(page: Page, name: str, *, shoot: bool = True) -> None:
+    """Accessibility at phone and desktop width (and a screenshot of each), then back to desktop."""
+    for size in (PHONE, DESKTOP):
+        await page.set_viewport_size(size)
+        await assert_accessible(page, f"{name} at {size['width']}px")
+        if shoot:
+            await screenshot(page, name)
