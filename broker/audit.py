@@ -23,3 +23,18 @@ async def record(
     therapist_id: uuid.UUID | None = None,
 ) -> None:
     await conn.execute(INSERT_EVENT, actor.kind, actor.actor_id, action, booking_id, therapist_id)
+
+
+async def record_many(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    actor: Principal,
+    action: str,
+    booking_ids: list[uuid.UUID],
+    *,
+    therapist_id: uuid.UUID | None = None,
+) -> None:
+    """One event per booking (a therapist reading a list reads each booking on it)."""
+    if booking_ids:
+        await conn.executemany(
+            INSERT_EVENT, [(actor.kind, actor.actor_id, action, bid, therapist_id) for bid in booking_ids]
+        )

@@ -167,7 +167,7 @@ async def list_bookings(request: web.Request) -> web.Response:
     rows = await bookings.list_for_therapist(
         request.app[POOL], therapist["id"], dates_window(first, last, tz), query_param(request, "status")
     )
-    pool = request.app[POOL]
-    for row in rows:
-        await audit.record(pool, principal, "booking.listed", booking_id=row["id"], therapist_id=therapist["id"])
+    await audit.record_many(
+        request.app[POOL], principal, "booking.listed", [row["id"] for row in rows], therapist_id=therapist["id"]
+    )
     return respond(schemas.BookingList(bookings=[bookings.booking_out(r) for r in rows]))

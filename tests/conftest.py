@@ -17,18 +17,10 @@ from broker import database
 from broker.app import create_app
 from broker.clock import Clock
 from broker.settings import Settings
-from tests.support import Api, free_port
+from tests.support import Api, free_port, with_database
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 TEMPLATE_DB = "teleroom_template"
-
-
-def _with_db(url: str, name: str) -> str:
-    """`url` pointing at database `name` (works for unix-socket and TCP URLs)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @pytest.fixture(scope="session")
@@ -53,14 +45,14 @@ def template_url(pg_url: str) -> str:
             await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
         finally:
             await conn.close()
-        conn = await asyncpg.connect(_with_db(pg_url, TEMPLATE_DB))
+        conn = await asyncpg.connect(with_database(pg_url, TEMPLATE_DB))
         try:
             await database.migrate(conn)
         finally:
             await conn.close()
 
     asyncio.run(build())
-    return _with_db(pg_url, TEMPLATE_DB)
+    return with_database(pg_url, TEMPLATE_DB)
 
 
 @pytest.fixture
@@ -71,7 +63,7 @@ async def database_url(pg_url: str, template_url: str) -> AsyncIterator[str]:
         await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
     finally:
         await conn.close()
-    yield _with_db(pg_url, name)
+    yield with_database(pg_url, name)
     conn = await asyncpg.connect(pg_url)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -6,10 +6,17 @@ import datetime as dt
 import socket
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 ALL_WEEK = [{"day": d, "start": "00:00", "end": "24:00"} for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")]
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` (works for unix-socket and TCP URLs)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 def free_port() -> int:
