@@ -227,10 +227,28 @@ def is_offered(
     start: datetime,
     now: datetime,
 ) -> bool:
-    """Whether `start` is exactly a slot `compute_slots` would offer."""
-    window = Span(start - timedelta(days=1), start + timedelta(days=1))
-    target = start.astimezone(UTC)
-    return any(slot.start == target for slot in compute_slots(availability, rules, busy, window, now))
+    """Whether `start` is exactly a slot `compute_slots` would offer, decided in constant time.
+
+    The same rules as `compute_slots`, applied to one instant: its wall-clock time must be on
+    the grid of an interval of its own local day, be the first occurrence of that wall time,
+    and the slot must fit availability, notice, horizon and busy time.
+    """
+    tz = ZoneInfo(availability.timezone)
+    start = start.astimezone(UTC)
+    if start < now + timedelta(minutes=rules.min_notice) or start >= now + timedelta(days=rules.horizon_days):
+        return False
+    local = start.astimezone(tz)
+    if local.second or local.microsecond or local.replace(fold=0).astimezone(UTC) != start:
+        return False
+    day = local.date()
+    minute = local.hour * 60 + local.minute
+    end = start + timedelta(minutes=rules.duration)
+    for iv in availability.intervals_on(day):
+        if iv.start <= minute < iv.end and (minute - iv.start) % rules.step == 0:
+            if resolve_wall(day, iv.start, tz) <= start and end <= resolve_wall(day, iv.end, tz, later=True):
+                merged = merge_spans(busy)
+                return not _collides(rules.blocked(start), merged, [sp.start for sp in merged])
+    return False
 
 
 def offer_problem(

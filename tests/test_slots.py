@@ -202,3 +202,24 @@ def test_override_replaces_weekly_rule_and_empty_override_closes_the_day() -> No
     assert compute_slots(av, rules, (), dates_window(dt.date(2026, 12, 24), dt.date(2026, 12, 24), tz), now) == []
     starts = compute_slots(av, rules, (), dates_window(dt.date(2026, 12, 27), dt.date(2026, 12, 27), tz), now)
     assert [s.start.astimezone(tz).hour for s in starts] == [10, 11]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    availability=availabilities(),
+    rules=rules_strategy,
+    day=st.sampled_from(DST_DAYS),
+    offsets=st.lists(st.integers(0, 3 * 24 * 12), min_size=1, max_size=40),
+    data=st.data(),
+)
+def test_single_instant_check_agrees_with_the_slot_list(
+    availability: Availability, rules: SessionRules, day: dt.date, offsets: list[int], data: st.DataObject
+) -> None:
+    now = dt.datetime(day.year, day.month, day.day, tzinfo=UTC) - dt.timedelta(days=1)
+    busy = data.draw(busy_spans(now))
+    offered = {s.start for s in compute_slots(availability, rules, busy, Span(now, now + dt.timedelta(days=4)), now)}
+    for k in offsets:
+        instant = now + dt.timedelta(minutes=5 * k)
+        assert is_offered(availability, rules, busy, instant, now) == (instant in offered), instant
+    for instant in list(offered)[:10]:
+        assert is_offered(availability, rules, busy, instant, now)
