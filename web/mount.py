@@ -6,6 +6,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from web import pages
 from web.render import TEMPLATES, environment
 
 
@@ -13,3 +14,4 @@ def setup(app: web.Application) -> None:
     """Add the pages, the static files and the template environment to the app."""
     app[TEMPLATES] = environment()
     app.router.add_static("/static", str(resources.files("web") / "static"), append_version=False)
+    pages.add_routes(app)

@@ -90,15 +90,19 @@ NewContext = Callable[..., Awaitable[BrowserContext]]
 
 
 @pytest.fixture
-async def new_context(browser: Browser, base_url: str) -> AsyncIterator[NewContext]:
-    """Factory for isolated browser contexts on the running server (`viewport=PHONE` for a phone)."""
+async def new_context(browser: Browser, base_url: str, request: pytest.FixtureRequest) -> AsyncIterator[NewContext]:
+    """Factory for isolated browser contexts on the running server: `await new_context(name="client",
+    viewport=PHONE, timezone_id=...)`. Console output and script errors of their pages are recorded."""
     contexts: list[BrowserContext] = []
 
-    async def make(**options: Any) -> BrowserContext:
+    async def make(*, name: str | None = None, **options: Any) -> BrowserContext:
         options.setdefault("viewport", DESKTOP)
         options.setdefault("locale", "en-US")
         context = await browser.new_context(base_url=base_url, **options)
         context.set_default_timeout(ACTION_TIMEOUT_MS)
+        log = PageLog(name or f"context {len(contexts) + 1}")
+        context.on("page", log.attach)
+        request.node.__dict__.setdefault("_page_logs", []).append(log)
         contexts.append(context)
         return context
 
@@ -107,26 +111,21 @@ async def new_context(browser: Browser, base_url: str) -> AsyncIterator[NewConte
         await context.close()
 
 
-async def _page(make: NewContext, name: str, request: pytest.FixtureRequest, **options: Any) -> Page:
-    context = await make(**options)
-    page = await context.new_page()
-    log = PageLog(name)
-    log.attach(page)
-    logs: list[PageLog] = request.node.__dict__.setdefault("_page_logs", [])
-    logs.append(log)
-    return page
+async def _page(make: NewContext, name: str, **options: Any) -> Page:
+    context = await make(name=name, **options)
+    return await context.new_page()
 
 
 @pytest.fixture
-async def client_page(new_context: NewContext, request: pytest.FixtureRequest) -> Page:
+async def client_page(new_context: NewContext) -> Page:
     """The client's browser (its own context: no cookies shared with the therapist)."""
-    return await _page(new_context, "client", request)
+    return await _page(new_context, "client")
 
 
 @pytest.fixture
-async def therapist_page(new_context: NewContext, request: pytest.FixtureRequest) -> Page:
+async def therapist_page(new_context: NewContext) -> Page:
     """The therapist's browser, a second isolated context."""
-    return await _page(new_context, "therapist", request)
+    return await _page(new_context, "therapist")
 
 
 @pytest.hookimpl(hookwrapper=True)

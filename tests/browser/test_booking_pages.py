@@ -1,0 +1,64 @@
+"""The client's booking and manage pages in Chromium: book, get the links, cancel, see the slot again."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import NewContext
+from tests.browser.support import check_page_at_widths, page_errors
+from tests.support import Api
+
+ZONE = "America/New_York"
+
+
+async def book_first_free_time(page: Page, slug: str, *, name: str = "Sam Client") -> dict[str, str]:
+    """Book the first free time on the page; return the chosen start and the links shown."""
+    await page.goto(f"/book/{slug}")
+    first_time = page.locator("button.time").first
+    await expect(first_time).to_be_visible()
+    start = await first_time.get_attribute("data-start")
+    assert start is not None
+    await first_time.click()
+    await page.get_by_label("Your name").fill(name)
+    await page.get_by_label("Email").fill("sam@example.org")
+    await page.get_by_label("Where will you be during sessions?").fill("New York")
+    await page.get_by_role("button", name="Confirm booking").click()
+    await expect(page.get_by_role("heading", name="You're booked")).to_be_visible()
+    return {
+        "start": start,
+        "join": await page.locator("#join-url").input_value(),
+        "manage": await page.locator("#manage-url").input_value(),
+    }
+
+
+async def test_client_books_cancels_and_the_time_is_offered_again(
+    api: Api, new_context: NewContext, request: pytest.FixtureRequest
+) -> None:
+    therapist, _ = await api.ready_therapist(min_notice_minutes=60, slot_interval_minutes=30, duration_minutes=50)
+    context = await new_context(timezone_id=ZONE)
+    page = await context.new_page()
+
+    await page.goto(f"/book/{therapist['slug']}")
+    await expect(page.get_by_label("Times are shown in this time zone")).to_have_value(ZONE)
+    await expect(page.locator("button.time").first).to_be_visible()
+    assert await page.get_by_role("button", name=re.compile(r"^Book \d")).count() > 0
+    await check_page_at_widths(page, "book")
+
+    booked = await book_first_free_time(page, therapist["slug"])
+    assert re.search(r"/join/[0-9a-f-]{36}#k=trk_", booked["join"]), booked
+    assert re.search(r"/manage/[0-9a-f-]{36}#k=trk_", booked["manage"]), booked
+    await check_page_at_widths(page, "booked")
+
+    await page.goto(booked["manage"])
+    await expect(page.locator("#b-status")).to_have_text("Confirmed")
+    await check_page_at_widths(page, "manage")
+    await page.get_by_role("button", name="Cancel session").click()
+    await page.get_by_role("button", name="Yes, cancel session").click()
+    await expect(page.locator("#b-status")).to_have_text("Cancelled")
+
+    await page.goto(f"/book/{therapist['slug']}")
+    await expect(page.locator(f'button.time[data-start="{booked["start"]}"]')).to_be_visible()
+    assert page_errors(request) == []

@@ -1,0 +1,92 @@
+"""The pages clients see (book, manage, join, device test) and the therapist's room page.
+
+Handlers render a shell with what the server may show without a secret; everything behind a
+booking key is fetched by the page's script, which reads the key from the URL fragment and sends
+it in an Authorization header, so the key never reaches the server in a URL, a log or a Referer.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from broker import therapists
+from broker.auth import authenticate
+from broker.problems import Problem
+from broker.state import POOL
+from web.render import render
+
+SELECT_BOOKING_OWNER = "SELECT therapist_id FROM bookings WHERE id = $1"
+
+
+def _booking_id(request: web.Request) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        return None
+
+
+def missing(request: web.Request, what: str) -> web.Response:
+    return render(request, "missing.html", {"what": what}, status=404)
+
+
+async def home(request: web.Request) -> web.Response:
+    return render(request, "home.html")
+
+
+async def book(request: web.Request) -> web.Response:
+    """A therapist's public booking page: session types rendered here, free slots fetched by booking.js."""
+    pool = request.app[POOL]
+    therapist = await pool.fetchrow(
+        "SELECT id, slug, name, timezone FROM therapists WHERE slug = $1", request.match_info["slug"]
+    )
+    if therapist is None:
+        return missing(request, "therapist")
+    types = await therapists.session_types(pool, therapist["id"])
+    return render(request, "book.html", {"therapist": therapist, "session_types": types})
+
+
+async def manage(request: web.Request) -> web.Response:
+    booking_id = _booking_id(request)
+    if booking_id is None:
+        return missing(request, "booking")
+    return render(request, "manage.html", {"booking_id": str(booking_id)})
+
+
+async def join(request: web.Request) -> web.Response:
+    booking_id = _booking_id(request)
+    if booking_id is None:
+        return missing(request, "booking")
+    return render(request, "join.html", {"booking_id": str(booking_id)}, media=True)
+
+
+async def room(request: web.Request) -> web.StreamResponse:
+    """The therapist's side of a call; only for the therapist logged in to the dashboard."""
+    booking_id = _booking_id(request)
+    if booking_id is None:
+        return missing(request, "booking")
+    try:
+        principal = await authenticate(request)
+    except Problem:
+        principal = None
+    if principal is None or principal.kind != "therapist" or principal.via != "session":
+        raise web.HTTPSeeOther(f"/login?next=/room/{booking_id}")
+    owner = await request.app[POOL].fetchval(SELECT_BOOKING_OWNER, booking_id)
+    if owner is None or owner != principal.therapist_id:
+        return missing(request, "booking")
+    return render(request, "room.html", {"booking_id": str(booking_id)}, media=True)
+
+
+async def device_test(request: web.Request) -> web.Response:
+    return render(request, "test.html", media=True)
+
+
+def add_routes(app: web.Application) -> None:
+    """The page routes. Pages are GET only; every change goes through the JSON API."""
+    app.router.add_get("/", home, name="home")
+    app.router.add_get("/book/{slug}", book, name="book")
+    app.router.add_get("/manage/{id}", manage, name="manage")
+    app.router.add_get("/join/{id}", join, name="join")
+    app.router.add_get("/room/{id}", room, name="room")
+    app.router.add_get("/test", device_test, name="device-test")

@@ -1,0 +1,126 @@
+// /manage/{id}#k=KEY: see the booking, cancel it (after a confirm step) or move it to a free time.
+
+import { api, bookingKey, explain } from "./api.js";
+import { SlotCalendar } from "./calendar.js";
+import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
+
+const root = document.getElementById("manage");
+const $ = (id) => document.getElementById(id);
+const bookingId = root.dataset.booking;
+const key = bookingKey();
+let booking = null;
+let zone = detectedZone();
+let calendar = null;
+let target = null;
+
+function fail(message) {
+  $("status").textContent = "";
+  $("error").hidden = false;
+  $("error").textContent = message;
+}
+
+function render() {
+  $("status").textContent = "";
+  $("summary").hidden = false;
+  $("b-therapist").textContent = booking.therapist.name;
+  $("b-type").textContent = `${booking.session_type.name} (${booking.session_type.duration_minutes} minutes)`;
+  $("b-when").textContent = formatSpan(booking.start, booking.end, zone);
+  const cancelled = booking.status === "cancelled";
+  $("b-status").textContent = cancelled ? "Cancelled" : "Confirmed";
+  $("actions").hidden = cancelled;
+  $("join-link").href = `/join/${bookingId}#k=${encodeURIComponent(key)}`;
+  $("book-again").hidden = !cancelled;
+  $("book-again-link").href = `/book/${encodeURIComponent(booking.therapist.slug)}`;
+}
+
+function panel(id) {
+  for (const other of ["cancel-confirm", "reschedule-panel"]) $(other).hidden = other !== id;
+}
+
+async function load() {
+  if (!key) {
+    fail("This link is missing its private key. Please open the whole link from your confirmation.");
+    return;
+  }
+  try {
+    booking = await api("GET", `/api/v1/bookings/${bookingId}`, { key });
+  } catch (error) {
+    fail(error.status === 401 || error.status === 404 ? "We couldn't find this booking. Please check the link." : explain(error));
+    return;
+  }
+  if (booking.client_timezone) zone = booking.client_timezone;
+  render();
+}
+
+$("cancel").addEventListener("click", () => {
+  panel("cancel-confirm");
+  $("cancel-title").focus();
+});
+$("cancel-no").addEventListener("click", () => {
+  panel(null);
+  $("cancel").focus();
+});
+$("cancel-yes").addEventListener("click", async () => {
+  const button = $("cancel-yes");
+  button.disabled = true;
+  try {
+    booking = await api("POST", `/api/v1/bookings/${bookingId}/cancel`, { key, body: {} });
+    panel(null);
+    render();
+    $("status").textContent = "Your session is cancelled.";
+  } catch (error) {
+    fail(explain(error));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("reschedule").addEventListener("click", () => {
+  panel("reschedule-panel");
+  $("move-confirm").hidden = true;
+  if (!calendar) {
+    calendar = new SlotCalendar($("calendar"), {
+      slug: booking.therapist.slug,
+      sessionType: booking.session_type.id,
+      zone,
+      onPick(slot) {
+        target = slot;
+        $("move-chosen").textContent = `New time: ${formatSpan(slot.start, slot.end, zone)}`;
+        $("move-confirm").hidden = false;
+        $("move-yes").focus();
+      },
+    });
+    zonePicker($("tz"), zone, (z) => {
+      zone = z;
+      calendar.setZone(z);
+      render();
+    }, [booking.therapist.timezone]);
+  }
+  calendar.load();
+  $("reschedule-title").focus();
+});
+$("move-no").addEventListener("click", () => {
+  panel(null);
+  $("reschedule").focus();
+});
+$("move-yes").addEventListener("click", async () => {
+  const button = $("move-yes");
+  button.disabled = true;
+  try {
+    booking = await api("POST", `/api/v1/bookings/${bookingId}/reschedule`, { key, body: { start: target.start } });
+    panel(null);
+    render();
+    $("status").textContent = `Your session is moved to ${formatSpan(booking.start, booking.end, zone)}.`;
+  } catch (error) {
+    if (error.status === 409) {
+      $("move-chosen").textContent = "That time was just taken. Please choose another one.";
+      calendar.load();
+    } else {
+      fail(explain(error));
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+
+load();
