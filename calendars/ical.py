@@ -1,0 +1,182 @@
+"""iCalendar rendering: a therapist's subscription feed and a client's single-event file.
+
+Pure functions over plain values. What a feed may reveal is decided by its privacy tier,
+and the input types below carry no contact details, booking keys or room tokens at all, so
+no tier can leak them: there is nothing to leak.
+
+Every instant is written in UTC (RFC 5545 3.3.5, form #2), which every calendar app reads
+the same way and which needs no VTIMEZONE. The output is deterministic for given inputs
+(DTSTAMP is the booking's last change, not the time of rendering), so a hash of the inputs
+is a valid strong HTTP validator for the rendered bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from icalendar import Calendar, Event, vDuration
+
+Privacy = Literal["busy", "initials", "full"]
+PRIVACY_TIERS: tuple[Privacy, ...] = ("busy", "initials", "full")
+PRODID = "-//Teleroom//Teleroom 0.1//EN"
+BUSY_SUMMARY = "Busy"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One confirmed booking as a therapist's feed may show it."""
+
+    booking_id: str
+    start: dt.datetime
+    end: dt.datetime
+    sequence: int
+    created: dt.datetime
+    updated: dt.datetime
+    session_type: str
+    client_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    """The calendar around the events: whose it is, its tier, where the dashboard lives."""
+
+    therapist_name: str
+    privacy: Privacy
+    origin: str
+    refresh: dt.timedelta = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """The one event a client adds to their own calendar. Links carry no key."""
+
+    booking_id: str
+    start: dt.datetime
+    end: dt.datetime
+    sequence: int
+    created: dt.datetime
+    updated: dt.datetime
+    session_type: str
+    therapist_name: str
+    origin: str
+    cancelled: bool = False
+
+
+def event_uid(booking_id: str, origin: str) -> str:
+    """A UID that is the same on every render of a booking (RFC 5545 3.8.4.7: globally unique, persistent)."""
+    host = urlsplit(origin).hostname or "teleroom.invalid"
+    return f"{booking_id}@{host}"
+
+
+def initials(name: str) -> str:
+    """ "Ada Lovelace" -> "A.L."; the first letter of the first and last word only."""
+    words = ["".join(ch for ch in word if ch.isalpha()) for word in name.split()]
+    words = [w for w in words if w]
+    if not words:
+        return "?"
+    picked = [words[0]] if len(words) == 1 else [words[0], words[-1]]
+    return "".join(w[0].upper() + "." for w in picked)
+
+
+def feed_summary(event: FeedEvent, privacy: Privacy) -> str:
+    """The SUMMARY a tier shows: "Busy"; the session type and initials; or the session type and name."""
+    if privacy == "busy":
+        return BUSY_SUMMARY
+    if privacy == "initials":
+        return f"{event.session_type} – {initials(event.client_name)}"
+    return f"{event.session_type} – {event.client_name}"
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("calendar times must be timezone-aware")
+    return value.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _calendar(name: str, refresh: dt.timedelta | None) -> Calendar:
+    # RFC 5545 3.7.3 PRODID and 3.7.4 VERSION are required; 3.7.2 METHOD:PUBLISH marks a published
+    # calendar. RFC 7986 5.1 NAME / the de facto X-WR-CALNAME name it in the subscriber's list, and
+    # RFC 7986 5.7 REFRESH-INTERVAL / Apple's and Microsoft's X-PUBLISHED-TTL say how often to poll.
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", name)
+    cal.add("name", name)
+    if refresh is not None:
+        cal.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
+        cal.add("x-published-ttl", vDuration(refresh))
+    return cal
+
+
+def feed_event(event: FeedEvent, info: FeedInfo) -> Event:
+    """One VEVENT (RFC 5545 3.6.1) of a therapist's feed, revealing only what `info.privacy` allows.
+
+    UID (3.8.4.7) stays the same across renders; SEQUENCE (3.8.7.4) grows on reschedule so
+    clients replace their copy; DTSTAMP (3.8.7.2) and LAST-MODIFIED (3.8.7.3) are the
+    booking's last change; DTSTART/DTEND (3.8.2.4, 3.8.2.2) are UTC.
+    """
+    vevent = Event()
+    vevent.add("uid", event_uid(event.booking_id, info.origin))
+    vevent.add("dtstamp", _utc(event.updated))
+    vevent.add("created", _utc(event.created))
+    vevent.add("last-modified", _utc(event.updated))
+    vevent.add("sequence", event.sequence)
+    vevent.add("dtstart", _utc(event.start))
+    vevent.add("dtend", _utc(event.end))
+    vevent.add("summary", feed_summary(event, info.privacy))
+    vevent.add("status", "CONFIRMED")
+    vevent.add("transp", "OPAQUE")
+    vevent.add("class", "PRIVATE")
+    dashboard = f"{info.origin}/dashboard"
+    vevent.add("description", f"Details in your Teleroom dashboard: {dashboard}")
+    vevent.add("url", dashboard)
+    return vevent
+
+
+def render_feed(events: Iterable[FeedEvent], info: FeedInfo) -> bytes:
+    """A therapist's subscription feed: an RFC 5545 (3.4, 3.6) iCalendar stream of confirmed bookings."""
+    cal = _calendar(f"Teleroom – {info.therapist_name}", info.refresh)
+    for event in events:
+        cal.add_component(feed_event(event, info))
+    body: bytes = cal.to_ical()
+    return body
+
+
+def render_client_event(event: ClientEvent) -> bytes:
+    """A client's .ics: one VEVENT (RFC 5545 3.6.1) with the time, the therapist and key-less links.
+
+    The same UID as the therapist's feed uses, and the booking's SEQUENCE, so importing the
+    file again after a reschedule updates the event instead of adding a second one
+    (RFC 5546 2.1.5 ordering by SEQUENCE). A cancelled booking renders STATUS:CANCELLED.
+    """
+    cal = _calendar(f"Teleroom – {event.therapist_name}", None)
+    manage = f"{event.origin}/manage/{event.booking_id}"
+    join = f"{event.origin}/join/{event.booking_id}"
+    vevent = Event()
+    vevent.add("uid", event_uid(event.booking_id, event.origin))
+    vevent.add("dtstamp", _utc(event.updated))
+    vevent.add("created", _utc(event.created))
+    vevent.add("last-modified", _utc(event.updated))
+    vevent.add("sequence", event.sequence)
+    vevent.add("dtstart", _utc(event.start))
+    vevent.add("dtend", _utc(event.end))
+    vevent.add("summary", f"{event.session_type} with {event.therapist_name}")
+    vevent.add("status", "CANCELLED" if event.cancelled else "CONFIRMED")
+    vevent.add("transp", "OPAQUE")
+    vevent.add("location", join)
+    vevent.add("url", join)
+    vevent.add(
+        "description",
+        f"Join the video session: {join}\n"
+        f"Change or cancel: {manage}\n"
+        "Open these from the device you booked on, or use the link in your booking confirmation.",
+    )
+    cal.add_component(vevent)
+    body: bytes = cal.to_ical()
+    return body
