@@ -170,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load_extensions() -> None:
     """Import the packages that contribute commands (they register themselves on import)."""
+    import broker.keys_cli  # noqa: F401
     import signaling.commands  # noqa: F401
     import web.commands  # noqa: F401
 
