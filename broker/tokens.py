@@ -64,7 +64,8 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "room", "rol
 SELECT_CURRENT_KEY = "SELECT kid, private_pem FROM signing_keys WHERE retire_after IS NULL"
 SELECT_PUBLIC_KEYS = "SELECT kid, public_jwk, retire_after FROM signing_keys"
 SELECT_SERVED_KEYS = """
-SELECT public_jwk FROM signing_keys WHERE retire_after IS NULL OR retire_after > $1 ORDER BY created_at DESC
+SELECT public_jwk FROM signing_keys WHERE retire_after IS NULL OR retire_after > $1
+ORDER BY retire_after DESC NULLS FIRST, created_at DESC
 """
 INSERT_KEY = "INSERT INTO signing_keys (kid, private_pem, public_jwk, created_at) VALUES ($1, $2, $3, $4)"
 RETIRE_CURRENT = "UPDATE signing_keys SET retire_after = $1 WHERE retire_after IS NULL"
