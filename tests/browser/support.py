@@ -53,3 +53,33 @@ async def check_page_at_widths(page: Page, name: str, *, shoot: bool = True) -> 
         await assert_accessible(page, f"{name} at {size['width']}px")
         if shoot:
             await screenshot(page, name)
+
+
+async def set_password_from_invite(api: Any, therapist: dict[str, Any], password: str) -> None:
+    """Choose the therapist's password through the one-time invite link the admin API returned."""
+    invite = therapist.get("invite_url")
+    assert invite, "the admin API returned no invite_url (accounts part not mounted?)"
+    secret = invite.split("#t=", 1)[1]
+    status, body = await api.call("POST", "/api/v1/account/password", token=secret, json={"password": password})
+    assert status == 200, body
+
+
+async def log_in(page: Page, email: str, password: str, next_path: str = "/dashboard") -> None:
+    """Log in through the real /login form and land on `next_path`."""
+    await page.goto(f"/login?next={next_path}")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(f"**{next_path}")
+
+
+async def video_is_playing(page: Page, selector: str) -> None:
+    """The <video> shows frames: a width above zero, and its time moves on."""
+    video = page.locator(selector)
+    await video.wait_for()
+    handle = await page.wait_for_function(
+        "v => v.videoWidth > 0 && v.currentTime > 0 && !v.paused ? v.currentTime : null",
+        arg=await video.element_handle(),
+    )
+    first = await handle.json_value()
+    await page.wait_for_function("([v, t]) => v.currentTime > t", arg=[await video.element_handle(), first])

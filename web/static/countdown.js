@@ -1,0 +1,46 @@
+// Before the join window: when the room opens, and a live countdown to it.
+
+import { formatTime } from "./timezones.js";
+
+function remaining(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
+}
+
+/**
+ * Show the #early section counting down to `opensAt`; resolve when it is reached. The server's
+ * clock decides (it said when), so `serverSkewMs` corrects for a device clock that is off.
+ */
+export function waitUntilOpen(opensAt, zone, serverSkewMs = 0) {
+  const section = document.getElementById("early");
+  const target = new Date(opensAt).getTime();
+  const opensDay = new Date(opensAt).toDateString() === new Date().toDateString() ? "" : ` on ${new Date(opensAt).toLocaleDateString()}`;
+  document.getElementById("opens-at").textContent = `${formatTime(opensAt, zone)}${opensDay}`;
+  const counter = document.getElementById("countdown");
+  section.hidden = false;
+  return new Promise((resolve) => {
+    const tick = () => {
+      const left = target - (Date.now() + serverSkewMs);
+      counter.textContent = remaining(left);
+      if (left <= 0) {
+        clearInterval(timer);
+        section.hidden = true;
+        resolve();
+      }
+    };
+    const timer = setInterval(tick, 1000);
+    tick();
+  });
+}
+
+/** Show that the session cannot be joined any more. */
+export function showClosed(title, text) {
+  const section = document.getElementById("closed");
+  document.getElementById("closed-title").textContent = title;
+  document.getElementById("closed-text").textContent = text;
+  section.hidden = false;
+}

@@ -1,0 +1,136 @@
+// /join/{id}#k=KEY: the client's way in. Before the window: a countdown. Inside it: the device
+// check, "where are you right now?", the waiting room, then the call.
+
+import { api, bookingKey, explain } from "./api.js";
+import { bindMediaButtons, Call, showState } from "./call.js";
+import { showClosed, waitUntilOpen } from "./countdown.js";
+import { runDeviceCheck } from "./device-check.js";
+import { preview, stopMedia } from "./devices.js";
+import { recallLocation, rememberLocation } from "./location.js";
+import { detectedZone, formatSpan } from "./timezones.js";
+import { showWaiting } from "./waiting-room.js";
+
+const root = document.getElementById("join");
+const $ = (id) => document.getElementById(id);
+const bookingId = root.dataset.booking;
+const key = bookingKey();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let zone = detectedZone();
+let stream = null;
+let call = null;
+let buttonsBound = false;
+
+function status(text) {
+  $("status").textContent = text;
+}
+
+function fail(text) {
+  status("");
+  $("error").hidden = false;
+  $("error").textContent = text;
+}
+
+const requestToken = () => api("POST", `/api/v1/bookings/${bookingId}/room-token`, { key });
+
+/** Wait for the join window; resolve true inside it, false when the session cannot be joined. */
+async function windowOpen() {
+  for (;;) {
+    try {
+      await requestToken();
+      return true;
+    } catch (error) {
+      if (error.status === 403 && error.code === "too_early" && error.body.opens_at) {
+        status("");
+        await waitUntilOpen(error.body.opens_at, zone);
+        await sleep(1000); // the server's clock decides; never hammer it if ours runs ahead
+        continue;
+      }
+      if (error.status === 410) {
+        status("");
+        showClosed("This session is over", "The time for this session has passed, or it was cancelled.");
+        return false;
+      }
+      fail(error.status === 401 || error.status === 404 ? "We couldn't find this session. Please check the link." : explain(error));
+      return false;
+    }
+  }
+}
+
+async function start() {
+  if (!key) {
+    fail("This link is missing its private key. Please open the whole link from your confirmation.");
+    return;
+  }
+  let booking;
+  try {
+    booking = await api("GET", `/api/v1/bookings/${bookingId}`, { key });
+  } catch (error) {
+    fail(error.status === 401 || error.status === 404 ? "We couldn't find this session. Please check the link." : explain(error));
+    return;
+  }
+  if (booking.client_timezone) zone = booking.client_timezone;
+  $("session-info").textContent = `With ${booking.therapist.name}, ${formatSpan(booking.start, booking.end, zone)}`;
+  if (booking.status === "cancelled") {
+    status("");
+    showClosed("This session was cancelled", "You can book a new one from your therapist's booking page.");
+    return;
+  }
+  if (!(await windowOpen())) return;
+  status("");
+  $("check").hidden = false;
+  $("where").value = recallLocation(bookingId);
+  try {
+    stream = await runDeviceCheck();
+  } catch (error) {
+    fail(error.message);
+  }
+}
+
+function enterCall(place) {
+  $("check").hidden = true;
+  $("left").hidden = true;
+  $("call").hidden = false;
+  preview($("local"), stream);
+  if (!buttonsBound) {
+    buttonsBound = true;
+    bindMediaButtons(stream, $("mute"), $("camera"));
+  }
+  call = new Call({ role: "client", fetchToken: requestToken, stream, remoteVideo: $("remote"), location: place });
+  showState(call, $("conn"));
+  showWaiting(call, $("waiting-panel"), $("stage-note"), $("ending-note"));
+  call.addEventListener("finished", ({ detail }) => {
+    $("call").hidden = true;
+    if (detail === "left") {
+      $("left").hidden = false;
+      $("left-title").focus();
+    } else {
+      stopMedia(stream);
+      const text = {
+        ended: ["The session has ended", "Thank you. You can close this page."],
+        removed: ["Your therapist ended your part of the session", "If this was a mistake, contact your therapist."],
+        replaced: ["You joined from another window", "The session continues there."],
+      }[detail] || ["You're no longer connected", "Reload this page to try again."];
+      showClosed(...text);
+      $("closed-title").focus();
+    }
+  });
+  call.start();
+}
+
+$("join-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!event.currentTarget.reportValidity()) return;
+  if (!stream) {
+    fail("Your camera and microphone must be working to join. Please allow them and reload this page.");
+    return;
+  }
+  const place = $("where").value.trim();
+  rememberLocation(bookingId, place);
+  enterCall(place);
+});
+
+$("rejoin").addEventListener("click", () => enterCall($("where").value.trim()));
+
+$("leave").addEventListener("click", () => call && call.leave());
+
+start();

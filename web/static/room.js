@@ -1,0 +1,125 @@
+// /room/{id}: the therapist's side. Logged in through the dashboard (the session cookie; the
+// page carries the CSRF token for the room-token call). Who is waiting, with the location they
+// confirmed; Admit, Remove, End session; then the call.
+
+import { api, explain } from "./api.js";
+import { bindMediaButtons, Call, showState } from "./call.js";
+import { showClosed, waitUntilOpen } from "./countdown.js";
+import { openMedia, preview } from "./devices.js";
+import { formatSpan } from "./timezones.js";
+import { renderQueue, showEnding } from "./waiting-room.js";
+
+const root = document.getElementById("room");
+const $ = (id) => document.getElementById(id);
+const bookingId = root.dataset.booking;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+let call = null;
+let admittedClient = null;
+const locations = new Map();
+
+function fail(text) {
+  $("status").textContent = "";
+  $("error").hidden = false;
+  $("error").textContent = text;
+}
+
+const requestToken = () => api("POST", `/api/v1/bookings/${bookingId}/room-token`);
+
+async function windowOpen() {
+  for (;;) {
+    try {
+      await requestToken();
+      return true;
+    } catch (error) {
+      if (error.status === 403 && error.code === "too_early" && error.body.opens_at) {
+        $("status").textContent = "";
+        await waitUntilOpen(error.body.opens_at, zone);
+        await sleep(1000);
+        continue;
+      }
+      if (error.status === 410) {
+        $("status").textContent = "";
+        showClosed("This session is over", "Its time has passed, or it was cancelled.");
+        return false;
+      }
+      if (error.status === 401) {
+        location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+        return false;
+      }
+      fail(explain(error));
+      return false;
+    }
+  }
+}
+
+function showClientLocation() {
+  const where = admittedClient && locations.get(admittedClient);
+  $("client-location").hidden = !where;
+  $("client-location").textContent = where ? `Your client confirmed they are in: ${where}` : "";
+}
+
+async function start() {
+  try {
+    const booking = await api("GET", `/api/v1/bookings/${bookingId}`);
+    zone = booking.therapist.timezone || zone;
+    $("client-name").textContent = booking.client.name;
+    $("session-info").textContent = `${booking.session_type.name}, ${formatSpan(booking.start, booking.end, zone)}`;
+    if (booking.status === "cancelled") {
+      $("status").textContent = "";
+      showClosed("This session was cancelled", "There is nothing to join.");
+      return;
+    }
+  } catch (error) {
+    if (error.status === 401) return location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    fail(explain(error));
+    return;
+  }
+  if (!(await windowOpen())) return;
+  let stream;
+  try {
+    stream = await openMedia();
+  } catch (error) {
+    fail(error.message);
+    return;
+  }
+  $("status").textContent = "";
+  $("room-body").hidden = false;
+  preview($("local"), stream);
+  bindMediaButtons(stream, $("mute"), $("camera"));
+  call = new Call({ role: "therapist", fetchToken: requestToken, stream, remoteVideo: $("remote") });
+  showState(call, $("conn"));
+  showEnding(call, $("ending-note"));
+  call.addEventListener("queue", ({ detail }) => {
+    for (const person of detail) if (person.location) locations.set(person.id, person.location);
+    renderQueue($("queue"), $("queue-empty"), detail, {
+      onAdmit(person) {
+        admittedClient = person.id;
+        call.admit(person.id);
+        showClientLocation();
+      },
+      onRemove(person) {
+        call.remove(person.id);
+      },
+    });
+  });
+  call.addEventListener("peer", ({ detail }) => {
+    if (detail && detail.role === "client") admittedClient = detail.id;
+    $("remove-admitted").disabled = !detail;
+    $("stage-note").hidden = Boolean(detail);
+    if (!detail) $("stage-note").textContent = "Your client's connection dropped. They can rejoin from their link.";
+    showClientLocation();
+  });
+  call.addEventListener("finished", ({ detail }) => {
+    $("room-body").hidden = true;
+    showClosed(detail === "ended" ? "The session has ended" : "You left the session", "You can go back to your dashboard.");
+    $("closed-title").focus();
+  });
+  $("remove-admitted").addEventListener("click", () => {
+    if (admittedClient) call.remove(admittedClient);
+  });
+  $("end").addEventListener("click", () => call.end());
+  call.start();
+}
+
+start();
