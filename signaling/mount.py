@@ -1,9 +1,74 @@
-"""Mounted by broker.app.create_app; see the issue this part belongs to."""
+"""Mounted by broker.app.create_app: GET /ws, the echo endpoint, and the hub and relay lifecycles."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator, Callable
+
 from aiohttp import web
+
+from broker import ice
+from broker.settings import Settings, SettingsError
+from broker.state import CLOCK, POOL, SETTINGS
+from broker.tokens import RoomClaims
+from signaling import echo, protocol
+from signaling.hub import Hub
+from signaling.relay import LocalRelay, PostgresRelay, Relay
+from signaling.server import HUB, websocket
+
+# "local" (one node), "postgres" (LISTEN/NOTIFY between nodes) or "auto": postgres when an external
+# DATABASE_URL is configured (which is what several nodes share), local on the embedded database.
+RELAY_MODE = web.AppKey("signaling_relay_mode", str)
+RELAY_MODES = ("auto", "local", "postgres")
 
 
 def setup(app: web.Application) -> None:
-    """Add this part's routes, hooks and cleanup contexts to the app."""
+    """Add /ws, the echo endpoint, the hub (closing every socket on shutdown) and the relay."""
+    mode = os.environ.get("TELEROOM_SIGNALING_RELAY", "auto").lower() or "auto"
+    if mode not in RELAY_MODES:
+        raise SettingsError(f"TELEROOM_SIGNALING_RELAY must be auto, local or postgres, got {mode!r}")
+    app[RELAY_MODE] = mode
+    app.router.add_get("/ws", websocket)
+    app.cleanup_ctx.append(hub_ctx)
+    app.on_shutdown.append(close_sockets)
+    echo.setup(app)
+
+
+def make_relay(app: web.Application, node: str) -> Relay:
+    settings = app[SETTINGS]
+    mode = app[RELAY_MODE]
+    if mode == "local" or (mode == "auto" and not settings.database_url):
+        return LocalRelay()
+    from broker.app import DATABASE_URL  # the composition root owns this key; import late (cycle)
+
+    return PostgresRelay(app[DATABASE_URL], node)
+
+
+def ice_builder(settings: Settings) -> Callable[[RoomClaims], list[protocol.IceServer]]:
+    """STUN/TURN entries for a participant (TURN credentials expire with the join window)."""
+
+    def build(claims: RoomClaims) -> list[protocol.IceServer]:
+        return [
+            protocol.IceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in ice.ice_servers(settings, claims.participant, claims.window_end)
+        ]
+
+    return build
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    node = os.urandom(6).hex()
+    hub = Hub(app[POOL], make_relay(app, node), app[CLOCK].now, ice_builder(settings), node=node)
+    await hub.start()
+    app[HUB] = hub
+    yield
+    await hub.close_all()
+    await hub.close()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown, before cleanup: close every WebSocket so handlers return and the server can stop."""
+    hub = app.get(HUB)
+    if hub is not None:
+        await hub.close_all()

@@ -1,0 +1,431 @@
+"""Rooms, the waiting room and admission, as one node sees them.
+
+A node keeps only what it can lose: its open sockets and a view of who is in each room it
+hosts. The view is rebuilt from relay events (`signaling.relay`), so every node hosting a room
+agrees on it whichever node a participant connected to. Durable facts (joined, admitted, left,
+removed) go to PostgreSQL through `broker.attendance`; whether a reconnecting client is let in
+without waiting again is read back from there, so it holds across nodes and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import asyncpg
+import msgspec
+from aiohttp import WSMsgType, web
+
+from broker import attendance
+from broker.tokens import RoomClaims
+from signaling import protocol as p
+from signaling.relay import Admit, Deliver, EndRoom, Event, Gone, Member, Present, Relay, Remove, Sync
+
+log = logging.getLogger(__name__)
+
+ENDING_NOTICE = dt.timedelta(minutes=5)
+TICK_SECONDS = 1.0
+# A reader this far behind is not reading: close it rather than buffer for it.
+MAX_QUEUED_FRAMES = 256
+
+
+class Connection:
+    """One joined participant's socket on this node, with a bounded outgoing queue.
+
+    Sending never blocks the hub: frames are queued and written by a short-lived task that
+    exists only while the queue is not empty (an idle connection costs no task).
+    """
+
+    __slots__ = (
+        "_queue",
+        "_writer",
+        "claims",
+        "close_code",
+        "closing",
+        "id",
+        "location",
+        "replaced",
+        "state",
+        "warned",
+        "ws",
+    )
+
+    def __init__(self, ws: web.WebSocketResponse, claims: RoomClaims, location: str | None) -> None:
+        self.ws = ws
+        self.claims = claims
+        self.location = location
+        self.id = uuid.uuid4().hex
+        self.state: p.State = "waiting"
+        self.warned = False
+        self.replaced = False
+        self.closing = False
+        self.close_code: int | None = None
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def participant(self) -> str:
+        return self.claims.participant
+
+    @property
+    def role(self) -> p.Role:
+        return self.claims.role
+
+    def send(self, message: p.ServerMessage) -> None:
+        self.send_frame(p.encode(message))
+
+    def send_frame(self, frame: bytes) -> None:
+        if self.closing:
+            return
+        if len(self._queue) >= MAX_QUEUED_FRAMES:
+            self._queue.clear()
+            self.close(p.CloseCode.SLOW_CONSUMER)
+            return
+        self._queue.append(frame)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    def close(self, code: int, error: str | None = None, message: str = "") -> None:
+        """Send what is queued (and an `error` if given), then close with `code`. Idempotent."""
+        if self.closing:
+            return
+        if error is not None:
+            self._queue.append(p.encode(p.Error(code=error, message=message)))
+        self.closing = True
+        self.close_code = code
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def wait_closed(self) -> None:
+        """Until queued frames (and the close, if one was asked for) have been written."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.shield(writer)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                await self.ws.send_frame(self._queue.popleft(), WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError):
+            self._queue.clear()
+            self.closing = True
+        finally:
+            self._writer = None
+        if self.closing and not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.close(code=self.close_code or p.CloseCode.GOING_AWAY)
+
+
+class Room:
+    __slots__ = ("conns", "id", "members")
+
+    def __init__(self, room_id: str) -> None:
+        self.id = room_id
+        self.members: dict[str, Member] = {}  # the room-wide view, from relay events
+        self.conns: dict[str, Connection] = {}  # this node's sockets, by connection id
+
+    def local(self, participant: str) -> Iterator[Connection]:
+        return (c for c in self.conns.values() if c.participant == participant)
+
+    def current(self, participant: str) -> Connection | None:
+        member = self.members.get(participant)
+        return self.conns.get(member.conn) if member is not None else None
+
+    def admitted_except(self, participant: str) -> Iterator[Connection]:
+        for conn in self.conns.values():
+            member = self.members.get(conn.participant)
+            if (
+                conn.participant != participant
+                and member is not None
+                and member.conn == conn.id
+                and member.state == "admitted"
+            ):
+                yield conn
+
+    def therapists(self) -> Iterator[Connection]:
+        return (c for c in self.conns.values() if c.role == "therapist" and self._is_current(c))
+
+    def _is_current(self, conn: Connection) -> bool:
+        member = self.members.get(conn.participant)
+        return member is not None and member.conn == conn.id
+
+
+def _peer(member: Member) -> p.Peer:
+    return p.Peer(id=member.id, role="therapist" if member.role == "therapist" else "client")
+
+
+class Hub:
+    """Every room this node hosts. All room changes go through the relay and come back as events."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        relay: Relay,
+        now: Callable[[], dt.datetime],
+        ice_servers: Callable[[RoomClaims], list[p.IceServer]],
+        *,
+        node: str | None = None,
+    ) -> None:
+        self.pool = pool
+        self.relay = relay
+        self.now = now
+        self.ice_servers = ice_servers
+        self.node = node or uuid.uuid4().hex[:12]
+        self.rooms: dict[str, Room] = {}
+        self.sockets: set[web.WebSocketResponse] = set()  # every open socket, joined or not
+        self._ticker: asyncio.Task[None] | None = None
+        relay.attach(self.on_event)
+
+    async def start(self) -> None:
+        await self.relay.start()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="signaling-room-clock")
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await self.relay.close()
+
+    async def close_all(self, code: int = p.CloseCode.GOING_AWAY) -> None:
+        """Close every socket on this node (shutdown): participants reconnect to another node."""
+        sockets = list(self.sockets)
+        await asyncio.gather(
+            *(ws.close(code=code, message=b"server shutting down") for ws in sockets), return_exceptions=True
+        )
+
+    # --- joining and leaving ----------------------------------------------------------------
+
+    async def join(self, conn: Connection) -> None:
+        """Seat a verified connection: admitted (therapist, or a client admitted earlier) or waiting."""
+        claims = conn.claims
+        room = self.rooms.get(claims.room)
+        if room is None:
+            room = self.rooms[claims.room] = Room(claims.room)
+            await self.relay.subscribe(claims.room)
+            self.relay.publish(claims.room, Sync(node=self.node))
+        room.conns[conn.id] = conn
+        at = self.now()
+        admitted = claims.role == "therapist" or await attendance.was_admitted(
+            self.pool, claims.booking_id, claims.participant
+        )
+        conn.state = "admitted" if admitted else "waiting"
+        await attendance.record(self.pool, claims.booking_id, claims.participant, claims.role, "joined", at)
+        peers = [_peer(m) for m in room.members.values() if m.state == "admitted" and m.id != conn.participant]
+        conn.send(
+            p.Joined(
+                participant=conn.participant,
+                role=conn.role,
+                state=conn.state,
+                peers=peers if admitted else [],
+                ice_servers=self.ice_servers(claims),
+            )
+        )
+        member = Member(
+            id=conn.participant,
+            role=conn.role,
+            name=claims.name,
+            location=conn.location,
+            state=conn.state,
+            node=self.node,
+            conn=conn.id,
+            since=time.time(),
+        )
+        self.relay.publish(room.id, Present(node=self.node, member=member))
+        if conn.role == "therapist":
+            for waiting in room.members.values():
+                if waiting.state == "waiting":
+                    conn.send(p.Waiting(participant=_waiting(waiting)))
+        self._check_clock(room, conn)
+        log.info("room %s: %s %s joined (%s)", room.id, conn.role, conn.participant, conn.state)
+
+    async def leave(self, conn: Connection) -> None:
+        """The socket closed: tell the room, and record `left` unless a newer connection replaced it."""
+        room = self.rooms.get(conn.claims.room)
+        if room is None or room.conns.pop(conn.id, None) is None:
+            return
+        self.relay.publish(room.id, Gone(node=self.node, participant=conn.participant, conn=conn.id))
+        if not conn.replaced:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await attendance.record(
+                    self.pool, conn.claims.booking_id, conn.participant, conn.role, "left", self.now()
+                )
+        log.info("room %s: %s %s left (close %s)", room.id, conn.role, conn.participant, conn.ws.close_code)
+        if not room.conns and self.rooms.get(room.id) is room:
+            del self.rooms[room.id]
+            await self.relay.unsubscribe(room.id)
+
+    # --- what participants ask for ---------------------------------------------------------
+
+    async def handle(self, conn: Connection, message: p.ClientMessage) -> None:
+        room = self.rooms[conn.claims.room]
+        match message:
+            case p.Signal(to=to, data=data):
+                if self._can_reach(room, conn, to):
+                    frame = p.encode(p.Relayed(from_=conn.participant, data=data))
+                    self.relay.publish(room.id, Deliver(node=self.node, frame=msgspec.Raw(frame), to=to))
+            case p.Chat(text=text):
+                if self._is_admitted(room, conn):
+                    line = p.ChatLine(from_=conn.participant, text=text, at=self.now())
+                    frame = msgspec.Raw(p.encode(line))
+                    self.relay.publish(room.id, Deliver(node=self.node, frame=frame, exclude=conn.participant))
+            case p.Admit() | p.Remove() | p.End() if conn.role != "therapist":
+                conn.send(p.Error(code=p.FORBIDDEN, message="Only the therapist can do that."))
+            case p.End():
+                self.relay.publish(room.id, EndRoom(node=self.node))
+                log.info("room %s: ended by the therapist", room.id)
+            case p.Admit() | p.Remove():
+                await self._admit_or_remove(room, conn, message, message.participant)
+            case p.Join():
+                conn.send(p.Error(code=p.ALREADY_JOINED, message="This connection has already joined."))
+
+    async def _admit_or_remove(self, room: Room, conn: Connection, command: p.Admit | p.Remove, target: str) -> None:
+        member = room.members.get(target)
+        if member is None or member.id == conn.participant:
+            conn.send(p.Error(code=p.UNKNOWN_PEER, message="No such participant in this room."))
+            return
+        booking = conn.claims.booking_id
+        if isinstance(command, p.Admit):
+            if member.state == "admitted":
+                return  # admitting twice is harmless
+            await attendance.record(self.pool, booking, target, member.role, "admitted", self.now())
+            self.relay.publish(room.id, Admit(node=self.node, participant=target))
+        else:
+            await attendance.record(self.pool, booking, target, member.role, "removed", self.now())
+            self.relay.publish(room.id, Remove(node=self.node, participant=target))
+
+    def _is_admitted(self, room: Room, conn: Connection) -> bool:
+        if conn.state != "admitted":
+            conn.send(p.Error(code=p.NOT_ADMITTED, message="Wait until the therapist admits you."))
+            return False
+        return True
+
+    def _can_reach(self, room: Room, conn: Connection, to: str) -> bool:
+        if not self._is_admitted(room, conn):
+            return False
+        target = room.members.get(to)
+        if target is None or to == conn.participant:
+            conn.send(p.Error(code=p.UNKNOWN_PEER, message="No such participant in this room."))
+            return False
+        if target.state != "admitted":
+            conn.send(p.Error(code=p.NOT_ADMITTED, message="That participant has not been admitted."))
+            return False
+        return True
+
+    # --- events from the relay (this node's own included) ------------------------------------
+
+    def on_event(self, room_id: str, event: Event) -> None:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        match event:
+            case Present(member=member):
+                self._present(room, member)
+            case Gone(participant=participant, conn=conn_id):
+                gone = room.members.get(participant)
+                if gone is not None and gone.conn == conn_id:
+                    del room.members[participant]
+                    self._announce_gone(room, gone)
+            case Admit(participant=participant):
+                self._admit(room, participant)
+            case Remove(participant=participant):
+                removed = room.members.pop(participant, None)
+                if removed is not None:
+                    for conn in list(room.local(participant)):
+                        conn.close(p.CloseCode.REMOVED, "removed", "The therapist removed you from the room.")
+                    self._announce_gone(room, removed)
+            case EndRoom():
+                self._end(room)
+            case Deliver(frame=frame, to=to, exclude=exclude):
+                data = bytes(frame)
+                if to is not None:
+                    target = room.current(to)
+                    if target is not None:
+                        target.send_frame(data)
+                else:
+                    for conn in room.admitted_except(exclude or ""):
+                        conn.send_frame(data)
+            case Sync(node=node):
+                if node != self.node:
+                    for member in list(room.members.values()):
+                        if member.node == self.node:
+                            self.relay.publish(room.id, Present(node=self.node, member=member))
+
+    def _present(self, room: Room, member: Member) -> None:
+        known = room.members.get(member.id)
+        if known is not None and known.conn == member.conn:
+            return  # an answer to Sync that we already know
+        if known is not None:
+            if known.since > member.since:
+                return  # a late announcement of a connection that has since been replaced
+            # A reconnect: the newer connection wins; the old one is closed and the others told.
+            for old in room.local(member.id):
+                if old.id != member.conn:
+                    old.replaced = True
+                    old.close(p.CloseCode.REPLACED, "replaced", "You connected again elsewhere.")
+            self._announce_gone(room, known)
+        room.members[member.id] = member
+        if member.state == "admitted":
+            for conn in room.admitted_except(member.id):
+                conn.send(p.PeerJoined(participant=_peer(member)))
+        else:
+            for therapist in room.therapists():
+                therapist.send(p.Waiting(participant=_waiting(member)))
+
+    def _admit(self, room: Room, participant: str) -> None:
+        member = room.members.get(participant)
+        if member is None or member.state == "admitted":
+            return
+        member = room.members[participant] = msgspec.structs.replace(member, state="admitted")
+        conn = room.current(participant)
+        if conn is not None:
+            conn.state = "admitted"
+            conn.send(p.Admitted())
+            for other in room.members.values():
+                if other.id != participant and other.state == "admitted":
+                    conn.send(p.PeerJoined(participant=_peer(other)))
+        for other_conn in room.admitted_except(participant):
+            other_conn.send(p.PeerJoined(participant=_peer(member)))
+
+    def _announce_gone(self, room: Room, member: Member) -> None:
+        """Admitted peers learn an admitted participant left; therapists learn a waiting one did."""
+        audience = room.admitted_except(member.id) if member.state == "admitted" else room.therapists()
+        for conn in list(audience):
+            conn.send(p.PeerLeft(participant=_peer(member)))
+
+    def _end(self, room: Room) -> None:
+        for conn in list(room.conns.values()):
+            conn.send(p.Ended())
+            conn.close(p.CloseCode.ROOM_ENDED)
+
+    # --- the room clock -------------------------------------------------------------------
+
+    def _check_clock(self, room: Room, conn: Connection) -> None:
+        """`ending` five minutes before the window closes, `ended` and close when it has."""
+        window_end = conn.claims.window_end
+        now = self.now()
+        if now >= window_end:
+            conn.send(p.Ended())
+            conn.close(p.CloseCode.ROOM_ENDED)
+        elif now >= window_end - ENDING_NOTICE and not conn.warned:
+            conn.warned = True
+            conn.send(p.Ending(at=window_end))
+
+    async def _tick_forever(self) -> None:
+        # One task for all rooms, re-reading the service clock each second, so that moving the
+        # clock (tests, rehearsals) takes effect at once rather than when a long timer fires.
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            for room in list(self.rooms.values()):
+                for conn in list(room.conns.values()):
+                    self._check_clock(room, conn)
+
+
+def _waiting(member: Member) -> p.WaitingParticipant:
+    return p.WaitingParticipant(id=member.id, name=member.name, location=member.location)

@@ -1,0 +1,325 @@
+"""Carrying room events between the hubs of all nodes: in-process for one node, LISTEN/NOTIFY for many.
+
+The hub never talks to another node directly. It publishes an `Event` for a room and receives
+every event of the rooms it hosts, its own included, through the listener it attaches. Both
+relays deliver a node's own events synchronously, in publish order, so a single node behaves
+the same whichever relay it runs; the PostgreSQL relay also NOTIFYs the room's channel so other
+nodes hosting the room see the event (and skip the echo of their own).
+
+PostgreSQL caps a NOTIFY payload at 8000 bytes (docs: "NOTIFY", Notes). A `signal` may carry up
+to 64 KiB of SDP, so a larger event is split into base64 chunks sent in one statement: a
+transaction's notifications are delivered together and in order, and the receiver reassembles
+them by message id.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import base64
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+
+log = logging.getLogger(__name__)
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+class Member(msgspec.Struct, frozen=True):
+    """One participant as every node hosting the room sees them. `conn` names the socket holding them."""
+
+    id: str
+    role: str
+    name: str
+    location: str | None
+    state: str
+    node: str
+    conn: str
+    since: float
+
+
+class _Event(msgspec.Struct, tag_field="kind"):
+    node: str
+
+
+class Present(_Event, tag="present"):
+    """A participant is here (a join, or a node answering `Sync`)."""
+
+    member: Member
+
+
+class Gone(_Event, tag="gone"):
+    """A participant's connection `conn` closed."""
+
+    participant: str
+    conn: str
+
+
+class Admit(_Event, tag="admit"):
+    participant: str
+
+
+class Remove(_Event, tag="remove"):
+    participant: str
+
+
+class EndRoom(_Event, tag="end"):
+    pass
+
+
+class Deliver(_Event, tag="deliver"):
+    """One server message for participant `to`, or for every admitted participant but `exclude`."""
+
+    frame: msgspec.Raw
+    to: str | None = None
+    exclude: str | None = None
+
+
+class Sync(_Event, tag="sync"):
+    """A node began hosting the room: the others announce their participants again."""
+
+
+Event = Present | Gone | Admit | Remove | EndRoom | Deliver | Sync
+Listener = Callable[[str, Event], None]
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+
+class Relay(abc.ABC):
+    """Publish room events; receive those of subscribed rooms through the attached listener."""
+
+    def __init__(self) -> None:
+        self._listener: Listener | None = None
+
+    def attach(self, listener: Listener) -> None:
+        self._listener = listener
+
+    def _deliver(self, room: str, event: Event) -> None:
+        if self._listener is not None:
+            self._listener(room, event)
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, room: str) -> None:
+        """Start receiving other nodes' events for `room`."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, room: str) -> None: ...
+
+    @abc.abstractmethod
+    def publish(self, room: str, event: Event) -> None:
+        """Deliver `event` to this node now and to the other nodes hosting `room` soon; never blocks."""
+
+
+class LocalRelay(Relay):
+    """One node: events go straight back to the hub, no copies, no serialisation."""
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def subscribe(self, room: str) -> None:
+        return None
+
+    async def unsubscribe(self, room: str) -> None:
+        return None
+
+    def publish(self, room: str, event: Event) -> None:
+        self._deliver(room, event)
+
+
+# NOTIFY payloads stay under PostgreSQL's 8000-byte limit with room for the header.
+WHOLE_LIMIT = 7800
+CHUNK_BYTES = 5600  # 7468 characters once base64-encoded
+PARTIAL_TTL_SECONDS = 30.0
+
+NOTIFY_MANY = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)"
+
+
+def channel(room: str) -> str:
+    """The NOTIFY channel of a room: a lower-case identifier well under 63 characters."""
+    return "teleroom_" + room.replace("-", "").lower()[:40]
+
+
+def notifications(node: str, message_id: int, payload: bytes) -> list[str]:
+    """The NOTIFY payloads carrying `payload`: one whole frame, or numbered base64 chunks."""
+    if len(payload) <= WHOLE_LIMIT:
+        return [f"w {node} " + payload.decode()]
+    pieces = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)]
+    return [
+        f"c {node} {message_id} {i} {len(pieces)} " + base64.b64encode(piece).decode("ascii")
+        for i, piece in enumerate(pieces)
+    ]
+
+
+class Reassembler:
+    """Collects chunked notifications; returns the whole payload when the last piece arrives."""
+
+    def __init__(self) -> None:
+        self._partial: dict[tuple[str, str], tuple[float, list[bytes | None]]] = {}
+
+    def feed(self, text: str) -> tuple[str, bytes] | None:
+        """(origin node, payload) once complete, else None. Malformed input is dropped."""
+        kind, _, rest = text.partition(" ")
+        if kind == "w":
+            node, _, body = rest.partition(" ")
+            return node, body.encode()
+        if kind != "c":
+            return None
+        try:
+            node, message_id, index_s, count_s, data = rest.split(" ", 4)
+            index, count = int(index_s), int(count_s)
+            piece = base64.b64decode(data, validate=True)
+        except ValueError:
+            return None
+        if not 0 <= index < count <= 64:
+            return None
+        now = time.monotonic()
+        self._expire(now)
+        key = (node, message_id)
+        _, pieces = self._partial.setdefault(key, (now, [None] * count))
+        if len(pieces) != count:
+            return None
+        pieces[index] = piece
+        if any(p is None for p in pieces):
+            return None
+        del self._partial[key]
+        return node, b"".join(p for p in pieces if p is not None)
+
+    def _expire(self, now: float) -> None:
+        stale = [k for k, (t, _) in self._partial.items() if now - t > PARTIAL_TTL_SECONDS]
+        for key in stale:
+            del self._partial[key]
+
+
+class PostgresRelay(Relay):
+    """Many nodes on one PostgreSQL: a LISTEN connection for the rooms this node hosts, and a
+    publisher that sends queued notifications in order, batched into one statement per round trip."""
+
+    def __init__(self, url: str, node: str) -> None:
+        super().__init__()
+        self.url = url
+        self.node = node
+        self._listen: asyncpg.Connection | None = None
+        self._publish: asyncpg.Connection | None = None
+        self._rooms: dict[str, str] = {}  # channel -> room
+        self._lock = asyncio.Lock()
+        self._queue: list[tuple[str, str]] = []
+        self._wake = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
+        self._ids = itertools.count()
+        self._reassembler = Reassembler()
+        self._closing = False
+
+    async def start(self) -> None:
+        self._listen = await asyncpg.connect(self.url)
+        self._listen.add_termination_listener(self._on_lost)
+        self._publish = await asyncpg.connect(self.url)
+        self._publisher = asyncio.create_task(self._run_publisher(), name="signaling-relay-publisher")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._publisher is not None:
+            self._wake.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                self._publisher.cancel()
+                await self._publisher
+        for conn in (self._listen, self._publish):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+
+    async def subscribe(self, room: str) -> None:
+        name = channel(room)
+        async with self._lock:
+            if name in self._rooms:
+                return
+            self._rooms[name] = room
+            if self._listen is not None and not self._listen.is_closed():
+                await self._listen.add_listener(name, self._on_notify)
+
+    async def unsubscribe(self, room: str) -> None:
+        name = channel(room)
+        async with self._lock:
+            if self._rooms.pop(name, None) is None:
+                return
+            if self._listen is not None and not self._listen.is_closed():
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await self._listen.remove_listener(name, self._on_notify)
+
+    def publish(self, room: str, event: Event) -> None:
+        self._deliver(room, event)
+        name = channel(room)
+        for payload in notifications(self.node, next(self._ids), _encoder.encode(event)):
+            self._queue.append((name, payload))
+        self._wake.set()
+
+    async def _run_publisher(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:500], self._queue[500:]
+                try:
+                    assert self._publish is not None
+                    if self._publish.is_closed():
+                        self._publish = await asyncpg.connect(self.url)
+                    await self._publish.execute(NOTIFY_MANY, [c for c, _ in batch], [p for _, p in batch])
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    # Lost events are lost: peers renegotiate or reconnect. Never let the publisher die.
+                    log.warning("signaling relay: could not publish %d notifications", len(batch), exc_info=True)
+                    await asyncio.sleep(0.5)
+
+    def _on_notify(self, conn: Any, pid: int, name: str, payload: str) -> None:
+        room = self._rooms.get(name)
+        if room is None:
+            return
+        done = self._reassembler.feed(payload)
+        if done is None:
+            return
+        origin, body = done
+        if origin == self.node:
+            return  # already delivered locally when published
+        try:
+            event = _decoder.decode(body)
+        except msgspec.DecodeError:
+            log.warning("signaling relay: dropped an unreadable event on %s", name)
+            return
+        self._deliver(room, event)
+
+    def _on_lost(self, conn: Any) -> None:
+        if not self._closing:
+            log.warning("signaling relay: LISTEN connection lost; reconnecting")
+            asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.2
+        while not self._closing:
+            try:
+                conn = await asyncpg.connect(self.url)
+            except (OSError, asyncpg.PostgresError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            async with self._lock:
+                conn.add_termination_listener(self._on_lost)
+                for name in self._rooms:
+                    await conn.add_listener(name, self._on_notify)
+                self._listen = conn
+            return
