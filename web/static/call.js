@@ -70,7 +70,7 @@ export class Call extends EventTarget {
 
   async connect() {
     if (this.finishedWith) return;
-    this.setState(this.joinedOnce ? "reconnecting" : "connecting", this.joinedOnce ? "Reconnecting…" : "Connecting…");
+    if (!this.joinedOnce) this.setState("connecting", "Connecting…");
     let grant;
     try {
       grant = await this.fetchToken();
@@ -94,7 +94,12 @@ export class Call extends EventTarget {
     if (this.finishedWith) return;
     const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) + Math.random() * 300;
     this.attempt += 1;
-    this.setState("reconnecting", navigator.onLine === false ? "Offline. Waiting for the network…" : "Reconnecting…");
+    if (this.pc && this.pc.connectionState === "connected") {
+      // Media flows peer to peer without the server: stay in the call while the socket comes back.
+      this.setState("connected", "Connected (restoring the link to the server…)");
+    } else {
+      this.setState("reconnecting", navigator.onLine === false ? "Offline. Waiting for the network…" : "Reconnecting…");
+    }
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
