@@ -6,7 +6,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from web import pages
+from web import accounts, dashboard, pages
 from web.render import TEMPLATES, environment
 
 
@@ -15,3 +15,5 @@ def setup(app: web.Application) -> None:
     app[TEMPLATES] = environment()
     app.router.add_static("/static", str(resources.files("web") / "static"), append_version=False)
     pages.add_routes(app)
+    accounts.setup(app)
+    dashboard.setup(app)

@@ -1,0 +1,92 @@
+"""Throttling password guesses: failed attempts per email and per address within a sliding window.
+
+After `limits` failures inside `WINDOW` the next attempt is refused until the oldest counted
+failure leaves the window. Emails and addresses are stored as SHA-256 only. Two attempts racing
+can both pass the check: the limit is approximate by one or two, never unbounded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+Kind = Literal["login", "reset"]
+WINDOW = dt.timedelta(minutes=15)
+KEEP = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_email: int
+    per_address: int
+
+
+LOGIN_LIMITS = Limits(per_email=5, per_address=20)
+# "Forgot password" issues a link per request: few are needed, and each one is printed to the log.
+RESET_LIMITS = Limits(per_email=3, per_address=10)
+
+INSERT_ATTEMPT = """
+INSERT INTO login_attempts (at, kind, email_hash, address_hash, succeeded) VALUES ($1, $2, $3, $4, $5)
+"""
+# The limit-th most recent failure: while it is inside the window, the caller waits for it to leave.
+_NTH_FAILURE = """
+SELECT at FROM login_attempts
+WHERE {column} = $1 AND kind = $2 AND NOT succeeded AND at > $3
+ORDER BY at DESC OFFSET $4 - 1 LIMIT 1
+"""
+NTH_FAILURE_BY_EMAIL = _NTH_FAILURE.format(column="email_hash")
+NTH_FAILURE_BY_ADDRESS = _NTH_FAILURE.format(column="address_hash")
+FORGET_FAILURES = "DELETE FROM login_attempts WHERE email_hash = $1 AND kind = $2 AND NOT succeeded"
+PURGE = "DELETE FROM login_attempts WHERE at < $1"
+
+
+def email_key(email: str) -> bytes:
+    return hashlib.sha256(b"email\0" + email.strip().lower().encode()).digest()
+
+
+def address_key(address: str | None) -> bytes:
+    return hashlib.sha256(b"address\0" + (address or "unknown").encode()).digest()
+
+
+async def retry_after(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    kind: Kind,
+    email: bytes,
+    address: bytes,
+    now: dt.datetime,
+    limits: Limits,
+) -> int | None:
+    """Seconds to wait before trying again, or None when the attempt may go ahead."""
+    since = now - WINDOW
+    waits: list[dt.timedelta] = []
+    for query, key, limit in (
+        (NTH_FAILURE_BY_EMAIL, email, limits.per_email),
+        (NTH_FAILURE_BY_ADDRESS, address, limits.per_address),
+    ):
+        at = await conn.fetchval(query, key, kind, since, limit)
+        if at is not None:
+            waits.append(at + WINDOW - now)
+    if not waits:
+        return None
+    return max(1, math.ceil(max(waits).total_seconds()))
+
+
+async def record(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    kind: Kind,
+    email: bytes,
+    address: bytes,
+    now: dt.datetime,
+    *,
+    succeeded: bool,
+) -> None:
+    """Note an attempt; a success wipes the email's earlier failures (a typo should not linger)."""
+    await conn.execute(INSERT_ATTEMPT, now, kind, email, address, succeeded)
+    if succeeded:
+        await conn.execute(FORGET_FAILURES, email, kind)
+        await conn.execute(PURGE, now - KEEP)
