@@ -42,6 +42,7 @@ export class Call extends EventTarget {
     this.pc = null;
     this.remoteId = null;
     this.negotiator = null;
+    this.announced = null;
     this.socket = null;
     this.iceServers = [];
     this.attempt = 0;
@@ -152,10 +153,7 @@ export class Call extends EventTarget {
       case "peer-left":
         this.peers.delete(message.participant.id);
         if (this.queue.delete(message.participant.id)) this.emit("queue", [...this.queue.values()]);
-        if (message.participant.id === this.remoteId) {
-          this.emit("peer", null);
-          this.updateState();
-        }
+        if (message.participant.id === this.remoteId) this.announcePeer();
         break;
       case "signal":
         this.onSignal(message.from, message.data);
@@ -196,6 +194,7 @@ export class Call extends EventTarget {
     this.remoteId = id;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
+    this.announcePeer();
     this.negotiator = new Negotiator(pc, {
       polite: this.role === "client",
       send: (data) => this.socket && this.socket.send({ type: "signal", to: id, data }),
@@ -213,11 +212,19 @@ export class Call extends EventTarget {
         // Often a brief network change; give it a moment, then restart ICE ourselves.
         this.disconnectTimer = setTimeout(() => pc === this.pc && pc.restartIce(), 4000);
       }
-      if (pc.connectionState === "connected") this.emit("peer", { id, role: this.peers.get(id) });
+      this.announcePeer();
       this.updateState();
     });
     this.updateState();
     return pc;
+  }
+
+  /** Emit "peer" when the other person's video starts or stops reaching us (not on signaling blips). */
+  announcePeer() {
+    const here = this.pc && this.pc.connectionState === "connected" ? this.remoteId : null;
+    if (here === this.announced) return;
+    this.announced = here;
+    this.emit("peer", here ? { id: here, role: this.role === "client" ? "therapist" : "client" } : null);
   }
 
   async onSignal(from, data) {
@@ -240,12 +247,9 @@ export class Call extends EventTarget {
     if (this.finishedWith) return;
     if (!this.socket || !this.socket.isOpen) return;
     const other = this.role === "client" ? "your therapist" : "your client";
-    if (!this.pc || !this.peers.has(this.remoteId)) {
-      this.setState("connecting", `Connected. Waiting for ${other} to join`);
-      return;
-    }
-    const s = this.pc.connectionState;
+    const s = this.pc ? this.pc.connectionState : "new";
     if (s === "connected") this.setState("connected", "Connected");
+    else if (!this.pc || !this.peers.has(this.remoteId)) this.setState("connecting", `Connected. Waiting for ${other} to join`);
     else if (s === "disconnected" || s === "failed") this.setState("reconnecting", "Connection interrupted. Reconnecting…");
     else this.setState("connecting", `Connecting to ${other}…`);
   }
@@ -276,6 +280,7 @@ export class Call extends EventTarget {
     if (this.pc) this.pc.close();
     this.pc = null;
     this.remoteVideo.srcObject = null;
+    this.announcePeer();
     const text = { left: "You left the session", ended: "The session has ended", removed: "You were removed from the session" }[reason];
     this.setState("ended", text || "Disconnected");
     this.emit("finished", reason);
