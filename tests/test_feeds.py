@@ -254,3 +254,21 @@ async def test_client_ics_has_time_therapist_and_links_without_the_key(api: Api,
     (js_event,) = ical_js(body)["events"]
     assert dt.datetime.fromisoformat(js_event["end"]) == dt.datetime.fromisoformat(booking["end"])
     assert (await api.call("GET", path, token=therapist["api_token"]))[0] == 200
+
+
+async def test_a_live_room_token_appears_in_no_tier(api: Api, http: aiohttp.ClientSession, clock: Clock) -> None:
+    therapist, _, made = await setup_bookings(api, count=1)
+    booking = made[0]
+    clock.advance(dt.datetime.fromisoformat(booking["start"]) - dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    tokens = []
+    for bearer in (booking["booking_key"], therapist["api_token"]):
+        status, body = await api.call("POST", f"/api/v1/bookings/{booking['id']}/room-token", token=bearer)
+        assert status == 200, body
+        tokens.append(body["token"])
+    for privacy in ("busy", "initials", "full"):
+        feed = await new_feed(api, therapist, privacy)
+        _, feed_body, _ = await get_feed(http, feed["url"])
+        assert len(events_of(feed_body)) == 1
+        for text in (feed_body.decode(), unfolded(feed_body)):
+            for token in tokens:
+                assert token not in text and token.split(".")[2] not in text
