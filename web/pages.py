@@ -15,6 +15,7 @@ from broker import therapists
 from broker.auth import authenticate
 from broker.problems import Problem
 from broker.state import POOL
+from web import csrf
 from web.render import render
 
 SELECT_BOOKING_OWNER = "SELECT therapist_id FROM bookings WHERE id = $1"
@@ -75,7 +76,7 @@ async def room(request: web.Request) -> web.StreamResponse:
     owner = await request.app[POOL].fetchval(SELECT_BOOKING_OWNER, booking_id)
     if owner is None or owner != principal.therapist_id:
         return missing(request, "booking")
-    return render(request, "room.html", {"booking_id": str(booking_id), "csrf_token": ""}, media=True)
+    return render(request, "room.html", {"booking_id": str(booking_id), "csrf_token": csrf.token(request)}, media=True)
 
 
 async def device_test(request: web.Request) -> web.Response:
