@@ -415,3 +415,33 @@ async def test_cli_therapist_add_prints_an_invite_url_that_works(
     assert printed["invite_url"].startswith(settings.origin + "/invite#t=tri_")
     status, body = await choose_password(api, link_secret(printed["invite_url"]))
     assert status == 200, body
+
+
+async def test_dashboard_shows_a_client_waiting_in_the_room_over_real_signaling(
+    api: Api, browser_http: Browserish, http: aiohttp.ClientSession, clock: Clock, settings: Settings
+) -> None:
+    therapist = await therapist_with_password(api)
+    await api.availability(therapist)
+    session_type = await api.session_type(therapist, slot_interval_minutes=5)
+    now = clock.now()
+    slots = await api.slots(
+        therapist, session_type, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=1)
+    )
+    start = next(s["start"] for s in slots if dt.datetime.fromisoformat(s["start"]) >= now)
+    status, booking = await api.book(therapist, session_type, start, name="Wren Waiting")
+    assert status == 201, booking
+    await browser_http.login(therapist["email"], PASSWORD)
+
+    async with browser_http.session.get(browser_http.base + "/dashboard") as resp:
+        page = await resp.text()
+    assert "Wren Waiting" in page and "Nobody is waiting right now" in page
+
+    status, room = await api.call("POST", f"/api/v1/bookings/{booking['id']}/room-token", token=booking["booking_key"])
+    assert status == 200, room
+    async with http.ws_connect(room["signaling_url"], headers={"Origin": settings.origin}) as ws:
+        await ws.send_json({"type": "join", "token": room["token"], "location": "Lisbon, Portugal"})
+        joined = await ws.receive_json(timeout=10)
+        assert joined["type"] == "joined" and joined["state"] == "waiting"
+        async with browser_http.session.get(browser_http.base + "/dashboard") as resp:
+            page = await resp.text()
+        assert "Wren Waiting (" in page and "is in the waiting room" in page

@@ -190,6 +190,6 @@ typeForm.addEventListener("submit", async (event) => {
 // --- Start ---------------------------------------------------------------------------------------
 
 refreshJoinButtons();
-setInterval(refreshJoinButtons, 5000);
+setInterval(refreshJoinButtons, 1000);
 setInterval(checkIdle, 15000);
 startAvailability({ slug, call });
