@@ -49,7 +49,7 @@ export async function echoCheck(stream, { iceServers = [], timeoutMs = 15_000 } 
     }
     return { ok: false, reason: "timeout" };
   } catch (error) {
-    return { ok: false, reason: error.status === 429 ? "busy" : "unreachable" };
+    return { ok: false, reason: error.status === 429 || error.status === 503 ? "busy" : "unreachable" };
   } finally {
     pc.close();
   }
