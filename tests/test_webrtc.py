@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
+from broker import cli
 from signaling import protocol as p
 from signaling.participant import Participant, echo_check, wait_until
 from tests.signaling_support import booking_in_window, room_token
@@ -61,3 +63,19 @@ async def test_echo_offers_are_rate_limited_per_address(api: Api) -> None:
         statuses.append((status, body["code"]))
     assert statuses[:5] == [(422, "invalid_sdp")] * 5
     assert statuses[5] == (429, "rate_limited")
+
+
+async def test_probe_command_checks_health_echo_and_a_room_join(
+    api: Api, base_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    booking = await booking_in_window(api)
+    token = await room_token(api, booking, "client")
+    code = await asyncio.to_thread(cli.main, ["probe", base_url, "--token", token["token"], "--timeout", "20"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.splitlines()
+    assert [line.split()[:2] for line in lines] == [["ok", "healthz"], ["ok", "readyz"], ["ok", "echo"], ["ok", "room"]]
+    assert f"client {token['participant']}, waiting" in lines[3]
+    # The token is used up: probing with it again fails the room step, and says so.
+    code = await asyncio.to_thread(cli.main, ["probe", base_url, "--token", token["token"], "--timeout", "20"])
+    assert code == 1 and "FAIL  room" in capsys.readouterr().out
