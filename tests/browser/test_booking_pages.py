@@ -1,8 +1,9 @@
-"""The client's booking and manage pages in Chromium: book, get the links, cancel, see the slot again."""
+"""The client's booking and manage pages in Chromium: book, add to calendar, reschedule, cancel, see the slot again."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
@@ -51,14 +52,36 @@ async def test_client_books_cancels_and_the_time_is_offered_again(
     assert re.search(r"/join/[0-9a-f-]{36}#k=trk_", booked["join"]), booked
     assert re.search(r"/manage/[0-9a-f-]{36}#k=trk_", booked["manage"]), booked
     await check_page_at_widths(page, "booked")
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name="Add to calendar").click()
+    download = await download_info.value
+    ics = Path(await download.path()).read_text()
+    assert download.suggested_filename.endswith(".ics")
+    assert "BEGIN:VEVENT" in ics and "trk_" not in ics
 
     await page.goto(booked["manage"])
     await expect(page.locator("#b-status")).to_have_text("Confirmed")
     await check_page_at_widths(page, "manage")
+    await page.get_by_role("button", name="Reschedule").click()
+    later = page.locator(f'button.time:not([data-start="{booked["start"]}"])').first
+    new_start = await later.get_attribute("data-start")
+    await later.click()
+    await page.get_by_role("button", name="Move my session").click()
+    await expect(page.get_by_role("status").filter(has_text="Your session is moved")).to_be_visible()
+    await page.goto(f"/book/{therapist['slug']}")
+    await expect(page.locator(f'button.time[data-start="{booked["start"]}"]')).to_be_visible()
+    await expect(page.locator(f'button.time[data-start="{new_start}"]')).to_have_count(0)
+    await page.goto(booked["manage"])
     await page.get_by_role("button", name="Cancel session").click()
     await page.get_by_role("button", name="Yes, cancel session").click()
     await expect(page.locator("#b-status")).to_have_text("Cancelled")
 
     await page.goto(f"/book/{therapist['slug']}")
-    await expect(page.locator(f'button.time[data-start="{booked["start"]}"]')).to_be_visible()
+    await expect(page.locator(f'button.time[data-start="{new_start}"]')).to_be_visible()
     assert page_errors(request) == []
+
+
+async def test_home_page_is_accessible(client_page: Page) -> None:
+    await client_page.goto("/")
+    await expect(client_page.get_by_role("link", name="Test my camera and microphone")).to_be_visible()
+    await check_page_at_widths(client_page, "home")
