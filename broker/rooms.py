@@ -93,17 +93,20 @@ async def room_token(request: web.Request) -> web.Response:
         )
     role: tokens.Role = "therapist" if principal.kind == "therapist" else "client"
     participant = tokens.participant_id(booking_id, role)
-    minted = await tokens.mint_room_token(
-        pool,
-        settings,
-        booking_id=booking_id,
-        role=role,
-        participant=participant,
-        name=row["therapist_name"] if role == "therapist" else row["client_name"],
-        now=now,
-        window_end=closes_at,
-        keys=app[KEYRING],
-    )
+    try:
+        minted = await tokens.mint_room_token(
+            pool,
+            settings,
+            booking_id=booking_id,
+            role=role,
+            participant=participant,
+            name=row["therapist_name"] if role == "therapist" else row["client_name"],
+            now=now,
+            window_end=closes_at,
+            keys=app[KEYRING],
+        )
+    except ValueError:  # the window closed within the last second (tokens count whole seconds)
+        raise Problem(410, "room_closed", "The join window for this session has closed.") from None
     await audit.record(pool, principal, "room_token.issued", booking_id=booking_id, therapist_id=row["therapist_id"])
     app.logger.info("room token issued for booking %s to %s", booking_id, participant)
     return respond(
