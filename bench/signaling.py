@@ -1,0 +1,369 @@
+"""Signaling relay latency and memory per idle connection, next to the PeerJS server, in one run.
+
+    python -m bench.signaling [--rooms 500] [--rounds 20] [--idle 2000] [--relays local,postgres]
+
+Latency: in each of `--rooms` rooms a therapist and an admitted client (plain WebSocket clients,
+no WebRTC) play ping-pong with `signal` messages through our /ws, all rooms at once; every
+round trip is timed. The PeerJS server (npm `peer`, `node_modules/.bin/peerjs`) relays the same
+pattern between pairs of peers (OFFER one way, ANSWER back) on the same machine in the same run.
+Memory: `--idle` connections joined and left idle; the RSS growth of the server process divided
+by the number of connections, for us and for PeerJS.
+
+Both servers run as separate processes on 127.0.0.1 and the same client code drives both, so
+the ratios compare the servers. To create hundreds of rooms quickly, the bench inserts
+therapists, session types and bookings with SQL and mints room tokens with broker.tokens
+directly (the HTTP endpoint would only add the same work per token); everything after that goes
+through the real /ws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+
+from broker import database, tokens
+from broker.settings import Settings
+
+ADMIN = "bench-admin-token-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
+PEERJS = ROOT / "node_modules" / ".bin" / "peerjs"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def wait_port(port: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+# --- our service, in its own process -------------------------------------------------------
+
+
+def serve(port: int, url: str, data_dir: str) -> None:
+    """The child process: Teleroom on 127.0.0.1:port (relay from TELEROOM_SIGNALING_RELAY)."""
+    from aiohttp import web
+
+    from broker.app import create_app
+
+    settings = Settings(port=port, data_dir=Path(data_dir), database_url=url, admin_token=ADMIN, log_level="WARNING")
+    web.run_app(create_app(settings), host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+@contextlib.contextmanager
+def child(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def make_rooms(pool: asyncpg.Pool, n: int) -> list[tuple[uuid.UUID, dt.datetime]]:
+    """n bookings starting now, one therapist each (one therapist's bookings may not overlap)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    rooms = []
+    async with pool.acquire() as conn, conn.transaction():
+        for _ in range(n):
+            therapist, st, booking = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            slug = "b-" + therapist.hex[:20]
+            await conn.execute(
+                "INSERT INTO therapists (id, slug, name, email, timezone) VALUES ($1, $2, 'T', $3, 'UTC')",
+                therapist,
+                slug,
+                f"{slug}@example.org",
+            )
+            await conn.execute(
+                "INSERT INTO session_types (id, therapist_id, name, duration_minutes, buffer_before_minutes,"
+                " buffer_after_minutes, min_notice_minutes, horizon_days, slot_interval_minutes)"
+                " VALUES ($1, $2, 'S', 50, 0, 0, 0, 30, 15)",
+                st,
+                therapist,
+            )
+            end = now + dt.timedelta(minutes=50)
+            await conn.execute(
+                "INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,"
+                " client_name, client_email, key_hash) VALUES ($1, $2, $3, $4, $5, $6, 'C', 'c@example.org', $7)",
+                booking,
+                therapist,
+                st,
+                now,
+                end,
+                asyncpg.Range(now, end),
+                hashlib.sha256(os.urandom(24)).digest(),
+            )
+            rooms.append((booking, end + dt.timedelta(minutes=10)))
+    return rooms
+
+
+async def mint(pool: asyncpg.Pool, settings: Settings, room: uuid.UUID, role: tokens.Role, end: dt.datetime) -> str:
+    minted = await tokens.mint_room_token(
+        pool, settings, booking_id=room, role=role, name="Bench", now=dt.datetime.now(dt.UTC), window_end=end
+    )
+    return minted.token
+
+
+async def ours_join(http: aiohttp.ClientSession, port: int, room: uuid.UUID, token: str) -> Any:
+    ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ws?room={room}", autoping=True)
+    await ws.send_str(json.dumps({"type": "join", "token": token}))
+    joined = json.loads(await ws.receive_str())
+    assert joined["type"] == "joined", joined
+    return ws, joined["participant"]
+
+
+async def ours_room(http: aiohttp.ClientSession, port: int, room: uuid.UUID, t_token: str, c_token: str) -> Any:
+    """Therapist and client joined, the client admitted: (therapist ws, client ws, therapist id, client id)."""
+    therapist, t_id = await ours_join(http, port, room, t_token)
+    client, c_id = await ours_join(http, port, room, c_token)
+    while json.loads(await therapist.receive_str())["type"] != "waiting":
+        pass
+    await therapist.send_str(json.dumps({"type": "admit", "participant": c_id}))
+    while json.loads(await client.receive_str())["type"] != "peer-joined":
+        pass
+    while json.loads(await therapist.receive_str())["type"] != "peer-joined":
+        pass
+    return therapist, client, t_id, c_id
+
+
+async def ping_pong(a: Any, b: Any, send_a: Any, send_b: Any, rounds: int, samples: list[float]) -> None:
+    """a sends to b, b answers a; `send_a(i)`/`send_b(i)` build the frames."""
+    for i in range(rounds):
+        started = time.perf_counter()
+        await a.send_str(send_a(i))
+        await b.receive_str()
+        await b.send_str(send_b(i))
+        await a.receive_str()
+        samples.append(time.perf_counter() - started)
+
+
+async def bench_ours(relay: str, args: argparse.Namespace, base_url: str, tmp: str) -> dict[str, float]:
+    name = f"bench_sig_{os.getpid()}_{relay}"
+    admin = await asyncpg.connect(base_url)
+    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    url = urlunsplit(urlsplit(base_url)._replace(path="/" + name))
+    port = _port()
+    settings = Settings(port=port, data_dir=Path(tmp), database_url=url, admin_token=ADMIN)
+    env = {**os.environ, "TELEROOM_SIGNALING_RELAY": relay}
+    cmd = [sys.executable, "-m", "bench.signaling", "--serve", str(port), url, tmp]
+    result: dict[str, float] = {}
+    with child(cmd, env) as proc:
+        await wait_port(port)
+        pool = await asyncpg.create_pool(url, min_size=2, max_size=8)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            # Memory: idle joined connections (therapist and client of idle/2 rooms, clients waiting).
+            idle_rooms = await make_rooms(pool, args.idle // 2)
+            idle_tokens = [
+                (room, await mint(pool, settings, room, role, end), role)
+                for room, end in idle_rooms
+                for role in ("therapist", "client")
+            ]
+            warm = await make_rooms(pool, 1)
+            ws, _ = await ours_join(
+                http, port, warm[0][0], await mint(pool, settings, warm[0][0], "therapist", warm[0][1])
+            )
+            await ws.close()
+            await asyncio.sleep(0.5)
+            before = rss_kib(proc.pid)
+            sockets = []
+            for i in range(0, len(idle_tokens), 100):
+                batch = idle_tokens[i : i + 100]
+                sockets += await asyncio.gather(*(ours_join(http, port, room, token) for room, token, _ in batch))
+            await asyncio.sleep(1.0)
+            result["idle_kib"] = (rss_kib(proc.pid) - before) / len(sockets)
+            await asyncio.gather(*(ws.close() for ws, _ in sockets))
+
+            # Latency: ping-pong in every room at once.
+            rooms = await make_rooms(pool, args.rooms)
+            room_tokens = [
+                (
+                    room,
+                    await mint(pool, settings, room, "therapist", end),
+                    await mint(pool, settings, room, "client", end),
+                )
+                for room, end in rooms
+            ]
+            pairs = []
+            for i in range(0, len(room_tokens), 50):
+                batch = room_tokens[i : i + 50]
+                pairs += await asyncio.gather(*(ours_room(http, port, room, t, c) for room, t, c in batch))
+            samples: list[float] = []
+            began = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    ping_pong(t, c, _signal(c_id, "offer"), _signal(t_id, "answer"), args.rounds, samples)
+                    for t, c, t_id, c_id in pairs
+                )
+            )
+            result["seconds"] = time.perf_counter() - began
+            result["p50_ms"] = statistics.median(samples) * 1000
+            result["p99_ms"] = percentile(samples, 0.99) * 1000
+            result["samples"] = len(samples)
+            await asyncio.gather(*(ws.close() for t, c, _, _ in pairs for ws in (t, c)))
+        await pool.close()
+    admin = await asyncpg.connect(base_url)
+    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin.close()
+    return result
+
+
+SDP_LIKE = "v=0\r\n" + "a=candidate:1 1 udp 2130706431 192.0.2.2 50000 typ host\r\n" * 8
+
+
+def _signal(to: str, kind: str) -> Any:
+    frame = json.dumps({"type": "signal", "to": to, "data": {"description": {"type": kind, "sdp": SDP_LIKE}}})
+    return lambda i: frame
+
+
+# --- the PeerJS server ---------------------------------------------------------------------
+
+
+async def peerjs_open(http: aiohttp.ClientSession, port: int, peer: str) -> Any:
+    url = f"ws://127.0.0.1:{port}/peerjs/peerjs?key=peerjs&id={peer}&token={uuid.uuid4().hex[:10]}"
+    ws = await http.ws_connect(url, autoping=True)
+    assert json.loads(await ws.receive_str())["type"] == "OPEN"
+    return ws
+
+
+def _peerjs(kind: str, dst: str) -> Any:
+    frame = json.dumps({"type": kind, "dst": dst, "payload": {"sdp": {"type": kind.lower(), "sdp": SDP_LIKE}}})
+    return lambda i: frame
+
+
+async def bench_peerjs(args: argparse.Namespace) -> dict[str, float]:
+    port = _port()
+    result: dict[str, float] = {}
+    with child([str(PEERJS), "--port", str(port), "--host", "127.0.0.1", "--path", "/peerjs"]) as proc:
+        await wait_port(port)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            warm = await peerjs_open(http, port, "warm")
+            await warm.close()
+            await asyncio.sleep(0.5)
+            before = rss_kib(proc.pid)
+            sockets = []
+            for i in range(0, args.idle, 100):
+                sockets += await asyncio.gather(
+                    *(peerjs_open(http, port, f"idle{j}") for j in range(i, min(i + 100, args.idle)))
+                )
+            await asyncio.sleep(1.0)
+            result["idle_kib"] = (rss_kib(proc.pid) - before) / len(sockets)
+            await asyncio.gather(*(ws.close() for ws in sockets))
+
+            pairs = []
+            for i in range(0, args.rooms, 50):
+                pairs += await asyncio.gather(
+                    *(
+                        asyncio.gather(peerjs_open(http, port, f"a{j}"), peerjs_open(http, port, f"b{j}"))
+                        for j in range(i, min(i + 50, args.rooms))
+                    )
+                )
+            samples: list[float] = []
+            began = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    ping_pong(a, b, _peerjs("OFFER", f"b{j}"), _peerjs("ANSWER", f"a{j}"), args.rounds, samples)
+                    for j, (a, b) in enumerate(pairs)
+                )
+            )
+            result["seconds"] = time.perf_counter() - began
+            result["p50_ms"] = statistics.median(samples) * 1000
+            result["p99_ms"] = percentile(samples, 0.99) * 1000
+            result["samples"] = len(samples)
+            await asyncio.gather(*(ws.close() for pair in pairs for ws in pair))
+    return result
+
+
+async def main(args: argparse.Namespace) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 4 * args.idle + 4 * args.rooms + 1024))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # children inherit it
+    if not PEERJS.exists() or shutil.which("node") is None:
+        sys.exit("node_modules/.bin/peerjs or node is missing: run `npm install` first")
+    print(
+        f"signaling relay: {args.rooms} rooms x {args.rounds} round trips at once; "
+        f"memory with {args.idle} idle connections; loopback, one machine"
+    )
+    peer = await bench_peerjs(args)
+    rows = [("PeerJS server (npm peer)", peer)]
+    with tempfile.TemporaryDirectory(prefix="teleroom-bench-") as tmp:
+        os.chmod(tmp, 0o755)
+        with database.database_url(Path(tmp), os.environ.get("DATABASE_URL")) as base_url:
+            for relay in args.relays.split(","):
+                rows.append((f"Teleroom /ws, {relay} relay", await bench_ours(relay, args, base_url, tmp)))
+    print(f"{'server':<32} {'p50 ms':>8} {'p99 ms':>8} {'msgs/s':>9} {'KiB/idle conn':>14}")
+    for label, r in rows:
+        rate = 2 * r["samples"] / r["seconds"]
+        print(f"{label:<32} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {rate:>9.0f} {r['idle_kib']:>14.1f}")
+    for label, r in rows[1:]:
+        print(
+            f"{label} vs PeerJS: p50 x{r['p50_ms'] / peer['p50_ms']:.2f}, p99 x{r['p99_ms'] / peer['p99_ms']:.2f}, "
+            f"memory per idle connection x{r['idle_kib'] / peer['idle_kib']:.2f}"
+        )
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rooms", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=20, help="round trips per room (under the rate limit's burst)")
+    parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument("--relays", default="local,postgres")
+    parser.add_argument("--serve", nargs=3, metavar=("PORT", "DATABASE_URL", "DATA_DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(int(args.serve[0]), args.serve[1], args.serve[2])
+        return
+    asyncio.run(main(args))
+
+
+if __name__ == "__main__":
+    cli()
