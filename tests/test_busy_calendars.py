@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from broker.busy_calendars import CalendarFetchError, address_refused, mask_url, normalise_redirect
 from broker.clock import Clock
 from broker.settings import Settings
+from broker.state import SETTINGS
 from tests.support import Api
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -36,9 +38,11 @@ class IcsServer:
         self.etag = '"v1"'
         self.requests: list[dict[str, str]] = []
         self.server: TestServer | None = None
+        self.delay = 0.0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(dict(request.headers))
+        await asyncio.sleep(self.delay)
         if request.headers.get("If-None-Match") == self.etag:
             return web.Response(status=304, headers={"ETag": self.etag})
         return web.Response(body=self.body, content_type="text/calendar", headers={"ETag": self.etag})
@@ -342,3 +346,45 @@ def test_masked_url_keeps_host_and_drops_the_secret() -> None:
     assert mask_url("https://p01-caldav.icloud.com/published/2/MTIzNDU2Nzg5MDEyMzQ1Njc4OTA") == (
         "https://p01-caldav.icloud.com/…"
     )
+
+
+async def test_a_due_calendar_is_fetched_once_when_two_nodes_reach_for_it(
+    settings: Settings, ics: IcsServer, db: Any
+) -> None:
+    import aiohttp
+
+    from broker.app import create_app
+    from broker.busy_calendars import GuardedResolver, refresh_due
+    from tests.support import free_port
+
+    ics.body = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nEND:VCALENDAR\r\n"
+    ics.delay = 0.5  # node 2 looks while node 1's fetch is still in flight
+    quiet = dataclasses.replace(settings, busy_refresh_seconds=86400)  # the nodes' own workers stay idle
+    nodes = [create_app(dataclasses.replace(quiet, port=free_port()), clock=Clock()) for _ in range(2)]
+    servers = [TestServer(app, host="127.0.0.1", port=app[SETTINGS].port) for app in nodes]
+    for server in servers:
+        await server.start_server()
+    try:
+        therapist_id = uuid.uuid4()
+        await db.execute(
+            "INSERT INTO therapists (id, slug, name, email, timezone) VALUES ($1, 'two-nodes', 'T', 't@x.org', 'UTC')",
+            therapist_id,
+        )
+        await db.execute(
+            "INSERT INTO busy_calendars (id, therapist_id, position, url, next_fetch_at) VALUES ($1, $2, 0, $3, now())",
+            uuid.uuid4(),
+            therapist_id,
+            ics.url(),
+        )
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(True))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            first = asyncio.create_task(refresh_due(nodes[0], session))
+            while not ics.requests:  # node 1's fetch is in flight...
+                await asyncio.sleep(0.01)
+            assert await refresh_due(nodes[1], session) == 0  # ...so node 2 finds nothing due
+            await first
+        assert len(ics.requests) == 1
+        assert await db.fetchval("SELECT last_success_at IS NOT NULL FROM busy_calendars") is True
+    finally:
+        for server in servers:
+            await server.close()
