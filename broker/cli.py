@@ -176,5 +176,9 @@ def _load_extensions() -> None:
 
 
 if __name__ == "__main__":
+    # Run through the importable module, not __main__: extensions register their commands and
+    # hooks on `broker.cli`, and under `python -m` this file would otherwise be a second copy.
+    from broker import cli
+
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())
+    sys.exit(cli.main())
