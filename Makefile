@@ -32,6 +32,9 @@ test: $(STAMP) $(NODE_STAMP) lint
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.booking
 	$(BIN)/python -m bench.slots
+	$(BIN)/python -m bench.tokens
+	$(BIN)/python -m bench.feed
+	$(BIN)/python -m bench.signaling
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
