@@ -386,35 +386,43 @@ async def test_login_redirects_only_to_our_own_pages(api: Api, browser_http: Bro
     assert status == 303 and resp.headers["Location"] == "/dashboard"
 
 
-async def test_cli_therapist_add_prints_an_invite_url_that_works(
-    api: Api, database_url: str, tmp_path: Any, settings: Settings
-) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url, "TELEROOM_DATA_DIR": str(tmp_path)}
-    env["TELEROOM_PUBLIC_ORIGIN"] = settings.origin
+async def run_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         # The installed console script, as an operator runs it (`python -m broker.cli` would load
         # the CLI module twice, and the hooks the web package registers land on the other copy).
         str(Path(sys.executable).parent / "teleroom"),
-        "therapist",
-        "add",
-        "--slug",
-        "dr-cli-invite",
-        "--name",
-        "Dr Cli",
-        "--email",
-        "cli@example.org",
-        "--timezone",
-        "Europe/Paris",
+        *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    printed = json.loads(out)
-    assert printed["invite_url"].startswith(settings.origin + "/invite#t=tri_")
-    status, body = await choose_password(api, link_secret(printed["invite_url"]))
+    printed: dict[str, Any] = json.loads(out)
+    return printed
+
+
+async def test_cli_therapist_add_prints_an_invite_url_and_password_link_replaces_it(
+    api: Api, database_url: str, tmp_path: Any, settings: Settings
+) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "TELEROOM_DATA_DIR": str(tmp_path)}
+    env["TELEROOM_PUBLIC_ORIGIN"] = settings.origin
+    added = await run_cli(
+        env,
+        *("therapist", "add", "--slug", "dr-cli-invite", "--name", "Dr Cli"),
+        *("--email", "cli@example.org", "--timezone", "Europe/Paris"),
+    )
+    assert added["invite_url"].startswith(settings.origin + "/invite#t=tri_")
+
+    # Lost it? A new link retires the old one; with no password yet it is still an invite.
+    fresh = await run_cli(env, "password-link", "--slug", "dr-cli-invite")
+    assert fresh["purpose"] == "invite" and fresh["url"] != added["invite_url"]
+    status, body = await choose_password(api, link_secret(added["invite_url"]))
+    assert status == 410 and body["code"] == "link_used"
+    status, body = await choose_password(api, link_secret(fresh["url"]))
     assert status == 200, body
+    again = await run_cli(env, "password-link", "--slug", "dr-cli-invite")
+    assert again["purpose"] == "reset" and urlsplit(again["url"]).path == "/reset"
 
 
 async def test_dashboard_shows_a_client_waiting_in_the_room_over_real_signaling(
@@ -445,3 +453,17 @@ async def test_dashboard_shows_a_client_waiting_in_the_room_over_real_signaling(
         async with browser_http.session.get(browser_http.base + "/dashboard") as resp:
             page = await resp.text()
         assert "Wren Waiting (" in page and "is in the waiting room" in page
+
+
+async def test_logging_in_again_replaces_the_browsers_previous_session(
+    api: Api, browser_http: Browserish, other_browser: Browserish
+) -> None:
+    therapist = await therapist_with_password(api)
+    await browser_http.login(therapist["email"], PASSWORD)
+    first = browser_http.cookie()
+    await browser_http.login(therapist["email"], PASSWORD)
+    assert browser_http.cookie() != first, "a login always gets a new session id (no fixation)"
+    status, _ = await other_browser.call("GET", "/api/v1/session", headers={"Cookie": f"{COOKIE}={first}"})
+    assert status == 401
+    status, _ = await browser_http.call("GET", "/api/v1/session")
+    assert status == 200

@@ -209,7 +209,10 @@ async def login(request: web.Request) -> web.Response:
     therapist_id: uuid.UUID = row["id"]
     if passwords.needs_rehash(row["password_hash"]):
         await passwords.rehash(pool, therapist_id, password)
+    previous = sessions.cookie_secret(request)
     async with pool.acquire() as conn, conn.transaction():
+        if previous is not None:  # logging in again (perhaps as someone else) ends what this browser had
+            await sessions.end(conn, previous, now, "logout")
         secret = await sessions.start(conn, therapist_id, now)
         await throttle.record(conn, "login", email_key, address_key, now, succeeded=True)
         await audit.record(conn, session_principal(therapist_id), "account.login", therapist_id=therapist_id)

@@ -109,8 +109,8 @@ async def start(conn: asyncpg.Connection | asyncpg.Pool, therapist_id: uuid.UUID
     return secret
 
 
-async def end(pool: asyncpg.Pool, secret: str, now: dt.datetime, reason: str) -> uuid.UUID | None:
-    therapist_id: uuid.UUID | None = await pool.fetchval(END_SESSION, credentials.secret_hash(secret), now, reason)
+async def end(conn: asyncpg.Pool | asyncpg.Connection, secret: str, now: dt.datetime, reason: str) -> uuid.UUID | None:
+    therapist_id: uuid.UUID | None = await conn.fetchval(END_SESSION, credentials.secret_hash(secret), now, reason)
     return therapist_id
 
 
