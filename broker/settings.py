@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,6 +64,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     allow_private_calendar_urls: bool = False
     busy_refresh_seconds: int = 600
+    trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     @classmethod
@@ -86,6 +88,7 @@ class Settings:
             "max_body_bytes": _int(env, "TELEROOM_MAX_BODY_BYTES", 64 * 1024, low=1024, high=16 * 1024 * 1024),
             "allow_private_calendar_urls": _bool(env, "TELEROOM_ALLOW_PRIVATE_CALENDAR_URLS", False),
             "busy_refresh_seconds": _int(env, "TELEROOM_BUSY_REFRESH_SECONDS", 600, low=5, high=86400),
+            "trusted_proxies": _list(env, "TELEROOM_TRUSTED_PROXIES"),
             "log_level": env.get("TELEROOM_LOG_LEVEL", "INFO").upper(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -104,6 +107,11 @@ class Settings:
             raise SettingsError("TELEROOM_TURN_SECRET is set but TELEROOM_TURN_URLS is empty")
         if self.admin_token is not None and len(self.admin_token) < 24:
             raise SettingsError("TELEROOM_ADMIN_TOKEN must be at least 24 characters")
+        for item in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise SettingsError(f"TELEROOM_TRUSTED_PROXIES: not an IP address or network: {item!r}") from None
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"TELEROOM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 

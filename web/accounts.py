@@ -21,6 +21,7 @@ from msgspec import Meta
 from broker import audit, schemas
 from broker.api import ApiRoutes, Param, read_json, respond
 from broker.auth import Principal, bearer
+from broker.net import client_address
 from broker.problems import unauthorized
 from broker.routes_scheduling import THERAPIST_CREATED
 from broker.state import AUTHENTICATORS, CLOCK, POOL, SETTINGS
@@ -184,7 +185,7 @@ async def login(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     now = request.app[CLOCK].now()
     email_key = throttle.email_key(email or shown_email)
-    address_key = throttle.address_key(request.remote)
+    address_key = throttle.address_key(client_address(request))
     wait = await throttle.retry_after(pool, "login", email_key, address_key, now, throttle.LOGIN_LIMITS)
     if wait is not None:
         minutes = max(1, -(-wait // 60))
@@ -258,7 +259,7 @@ async def forgot(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     now = request.app[CLOCK].now()
     email_key = throttle.email_key(email)
-    address_key = throttle.address_key(request.remote)
+    address_key = throttle.address_key(client_address(request))
     if await throttle.retry_after(pool, "reset", email_key, address_key, now, throttle.RESET_LIMITS) is None:
         await throttle.record(pool, "reset", email_key, address_key, now, succeeded=False)
         therapist_id = await pool.fetchval(SELECT_BY_EMAIL, email)
