@@ -22,7 +22,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             async with pool.acquire() as conn:
                 await database.migrate(conn)
             if args.action == "rotate":
-                await tokens.ensure_signing_key(pool)
+                await tokens.ensure_signing_key(pool, secret=settings.signing_key_secret)
                 kid = await tokens.rotate(pool, settings)
                 return {"current_kid": kid, "served": [k["kid"] for k in (await tokens.public_jwks(pool))["keys"]]}
             return {"served": [k["kid"] for k in (await tokens.public_jwks(pool))["keys"]]}

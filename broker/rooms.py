@@ -171,7 +171,9 @@ async def get_attendance(request: web.Request) -> web.Response:
 async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
     """Make sure a signing key exists before the first request, and forget long-expired token uses."""
     now = app[CLOCK].now()
-    await tokens.ensure_signing_key(app[POOL], now=now)
+    secret = app[SETTINGS].signing_key_secret
+    await tokens.ensure_signing_key(app[POOL], now=now, secret=secret)
+    await app[KEYRING].signer(app[POOL])  # fail at start, not at the first session, if the secret is wrong
     await tokens.prune_token_uses(app[POOL], now)
     yield
 
@@ -180,7 +182,7 @@ def setup(app: web.Application) -> None:
     """Room-token, JWKS and attendance routes, the app's key cache, and the signing-key startup step."""
     from broker.app import API_ROUTES  # the composition root imports us; import it lazily
 
-    app[KEYRING] = KeyRing()
+    app[KEYRING] = KeyRing(secret=app[SETTINGS].signing_key_secret)
     app.cleanup_ctx.append(_keys_ctx)
     app[API_ROUTES].append(routes)
     routes.install(app)

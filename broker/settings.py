@@ -65,6 +65,7 @@ class Settings:
     allow_private_calendar_urls: bool = False
     busy_refresh_seconds: int = 600
     trusted_proxies: tuple[str, ...] = ()
+    signing_key_secret: str | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -89,6 +90,7 @@ class Settings:
             "allow_private_calendar_urls": _bool(env, "TELEROOM_ALLOW_PRIVATE_CALENDAR_URLS", False),
             "busy_refresh_seconds": _int(env, "TELEROOM_BUSY_REFRESH_SECONDS", 600, low=5, high=86400),
             "trusted_proxies": _list(env, "TELEROOM_TRUSTED_PROXIES"),
+            "signing_key_secret": env.get("TELEROOM_SIGNING_KEY_SECRET") or None,
             "log_level": env.get("TELEROOM_LOG_LEVEL", "INFO").upper(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -105,6 +107,8 @@ class Settings:
                 )
         if self.turn_secret and not self.turn_urls:
             raise SettingsError("TELEROOM_TURN_SECRET is set but TELEROOM_TURN_URLS is empty")
+        if self.signing_key_secret is not None and len(self.signing_key_secret) < 16:
+            raise SettingsError("TELEROOM_SIGNING_KEY_SECRET must be at least 16 characters")
         if self.admin_token is not None and len(self.admin_token) < 24:
             raise SettingsError("TELEROOM_ADMIN_TOKEN must be at least 24 characters")
         for item in self.trusted_proxies:

@@ -121,7 +121,8 @@ class KeyRing:
     reload at most once per `miss_seconds`, so random kids cannot turn into a query flood.
     """
 
-    def __init__(self, *, refresh_seconds: float = 5.0, miss_seconds: float = 1.0) -> None:
+    def __init__(self, *, refresh_seconds: float = 5.0, miss_seconds: float = 1.0, secret: str | None = None) -> None:
+        self.secret = secret
         self.refresh_seconds = refresh_seconds
         self.miss_seconds = miss_seconds
         self._signer: tuple[str, Any] | None = None
@@ -141,11 +142,11 @@ class KeyRing:
             return self._signer
         row = await pool.fetchrow(SELECT_CURRENT_KEY)
         if row is None:
-            await ensure_signing_key(pool)
+            await ensure_signing_key(pool, secret=self.secret)
             row = await pool.fetchrow(SELECT_CURRENT_KEY)
             assert row is not None
         if self._signer is None or self._signer[0] != row["kid"]:
-            self._signer = (row["kid"], jwk.construct(row["private_pem"], ALGORITHM))
+            self._signer = (row["kid"], jwk.construct(_open_private(row["private_pem"], self.secret), ALGORITHM))
         self._signer_at = time.monotonic()
         return self._signer
 
@@ -171,19 +172,49 @@ class KeyRing:
 KEYRING = web.AppKey("room_token_keys", KeyRing)
 
 
-def _new_key(now: datetime) -> tuple[str, str, dict[str, Any]]:
-    """A fresh P-256 key: (kid, PKCS#8 PEM of the private key, public JWK)."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.private_bytes(
+class SigningKeyLocked(RuntimeError):
+    """The stored signing key is encrypted and TELEROOM_SIGNING_KEY_SECRET is missing or wrong."""
+
+
+def _open_private(stored: str, secret: str | None) -> str:
+    """The private key as plain PKCS#8 PEM for jose, decrypting it when stored encrypted.
+
+    With TELEROOM_SIGNING_KEY_SECRET set, keys are stored as encrypted PKCS#8 (RFC 5958), so a
+    database dump or backup alone cannot mint room tokens. Keys stored before the secret was set
+    stay readable; the next rotation stores an encrypted one.
+    """
+    if "ENCRYPTED PRIVATE KEY" not in stored:
+        return stored
+    if secret is None:
+        raise SigningKeyLocked("the room-token signing key is encrypted: set TELEROOM_SIGNING_KEY_SECRET")
+    try:
+        private = serialization.load_pem_private_key(stored.encode("ascii"), password=secret.encode())
+    except ValueError:
+        raise SigningKeyLocked("TELEROOM_SIGNING_KEY_SECRET does not open the stored signing key") from None
+    return private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode("ascii")
+
+
+def _new_key(now: datetime, secret: str | None = None) -> tuple[str, str, dict[str, Any]]:
+    """A fresh P-256 key: (kid, PKCS#8 PEM of the private key, encrypted under `secret` if given, public JWK)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    plain = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(secret.encode()) if secret else serialization.NoEncryption()
+    )
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode(
+        "ascii"
+    )
     kid = f"{now:%Y%m%d}-{secrets.token_urlsafe(9)}"
-    public = jwk.construct(pem, ALGORITHM).public_key().to_dict()
+    public = jwk.construct(plain, ALGORITHM).public_key().to_dict()
     public_jwk = {**public, "kid": kid, "use": "sig", "alg": ALGORITHM}
     return kid, pem, public_jwk
 
 
-async def ensure_signing_key(pool: asyncpg.Pool, *, now: datetime | None = None) -> str:
+async def ensure_signing_key(pool: asyncpg.Pool, *, now: datetime | None = None, secret: str | None = None) -> str:
     """Create the first signing key unless a current one exists (safe when nodes start together)."""
     now = now or datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
@@ -191,7 +222,7 @@ async def ensure_signing_key(pool: asyncpg.Pool, *, now: datetime | None = None)
         kid: str | None = await conn.fetchval("SELECT kid FROM signing_keys WHERE retire_after IS NULL")
         if kid is not None:
             return kid
-        kid, pem, public_jwk = _new_key(now)
+        kid, pem, public_jwk = _new_key(now, secret)
         await conn.execute(INSERT_KEY, kid, pem, _jsonb(public_jwk), now)
     log.info("created room-token signing key %s", kid)
     return kid
@@ -206,7 +237,7 @@ async def rotate(
     """
     now = now or datetime.now(UTC)
     lifetime = max(timedelta(seconds=settings.token_ttl_seconds), TOKEN_TTL_CEILING)
-    kid, pem, public_jwk = _new_key(now)
+    kid, pem, public_jwk = _new_key(now, settings.signing_key_secret)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", KEYS_LOCK_KEY)
         await conn.execute(DELETE_RETIRED, now)
@@ -268,7 +299,7 @@ async def mint_room_token(
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
-    kid, key = await (keys or KeyRing()).signer(pool)
+    kid, key = await (keys or KeyRing(secret=settings.signing_key_secret)).signer(pool)
     issued = _epoch(now)
     expires = min(issued + settings.token_ttl_seconds, _epoch(window_end))
     if expires <= issued:

@@ -320,3 +320,31 @@ def test_join_window_uses_the_configured_minutes(settings: Settings) -> None:
     custom = dataclasses.replace(settings, join_early_minutes=15, join_late_minutes=5)
     opens, closes = tokens.join_window(NOW, NOW + timedelta(minutes=50), custom)
     assert (opens, closes) == (NOW - timedelta(minutes=15), NOW + timedelta(minutes=55))
+
+
+async def test_with_a_signing_key_secret_the_stored_key_is_encrypted_and_still_signs(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    secret = "correct horse battery staple"
+    locked = dataclasses.replace(settings, signing_key_secret=secret)
+    await tokens.ensure_signing_key(pool, secret=secret)
+    stored = await pool.fetchval("SELECT private_pem FROM signing_keys WHERE retire_after IS NULL")
+    assert "ENCRYPTED PRIVATE KEY" in stored and "BEGIN PRIVATE KEY" not in stored
+    minted = await mint(pool, locked, KeyRing(secret=secret))
+    assert (await verify(pool, locked, minted.token, keys=KeyRing())).booking_id == BOOKING
+    # A dump of the database alone cannot sign: without the secret, or with a wrong one, signing stops.
+    with pytest.raises(tokens.SigningKeyLocked):
+        await mint(pool, settings, KeyRing())
+    with pytest.raises(tokens.SigningKeyLocked):
+        await mint(pool, settings, KeyRing(secret="not the right secret at all"))
+
+
+async def test_setting_the_secret_later_keeps_the_old_key_and_encrypts_the_next(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    await tokens.ensure_signing_key(pool)  # stored in the clear, before the secret existed
+    locked = dataclasses.replace(settings, signing_key_secret="a secret set later on")
+    assert await mint(pool, locked, KeyRing(secret=locked.signing_key_secret))
+    await tokens.rotate(pool, locked, now=NOW)
+    stored = await pool.fetchval("SELECT private_pem FROM signing_keys WHERE retire_after IS NULL")
+    assert "ENCRYPTED PRIVATE KEY" in stored
