@@ -250,12 +250,12 @@ class Hub:
         room = self.rooms.get(conn.claims.room)
         if room is None or room.conns.pop(conn.id, None) is None:
             return
-        self.relay.publish(room.id, Gone(node=self.node, participant=conn.participant, conn=conn.id))
-        if not conn.replaced:
+        if not conn.replaced:  # recorded before the others hear of it, so the record is never behind them
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 await attendance.record(
                     self.pool, conn.claims.booking_id, conn.participant, conn.role, "left", self.now()
                 )
+        self.relay.publish(room.id, Gone(node=self.node, participant=conn.participant, conn=conn.id))
         log.info("room %s: %s %s left (close %s)", room.id, conn.role, conn.participant, conn.ws.close_code)
         if not room.conns and self.rooms.get(room.id) is room:
             del self.rooms[room.id]

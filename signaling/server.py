@@ -7,6 +7,7 @@ stops answering is closed within 15 s), and a bounded outgoing queue per connect
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -87,7 +88,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         hub.sockets.discard(ws)
         if conn is not None:
-            await hub.leave(conn)
+            # aiohttp cancels the handler when the peer's connection goes away; leaving the room
+            # (the `left` record, telling the others) must finish regardless.
+            await asyncio.shield(hub.leave(conn))
         if not ws.closed:
             await ws.close()
     return ws

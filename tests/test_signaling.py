@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -19,6 +20,7 @@ from broker.clock import Clock
 from broker.settings import Settings
 from signaling import protocol, relay
 from signaling.mount import RELAY_MODE
+from signaling.server import HUB
 from tests.signaling_support import Booking, Ws, booking_in_window, join, room_token
 from tests.support import Api, free_port
 
@@ -32,8 +34,16 @@ async def booking(api: Api) -> Booking:
 
 async def admitted_pair(api: Api, http: aiohttp.ClientSession, booking: Booking) -> tuple[Ws, Ws, str, str]:
     """Therapist and client in the room, the client admitted; the queues drained of the admission."""
-    therapist, t_joined = await join(http, await room_token(api, booking, "therapist"))
-    client, c_joined = await join(http, await room_token(api, booking, "client"))
+    return await admitted_pair_from(
+        http, await room_token(api, booking, "therapist"), await room_token(api, booking, "client")
+    )
+
+
+async def admitted_pair_from(
+    http: aiohttp.ClientSession, t_token: dict[str, Any], c_token: dict[str, Any]
+) -> tuple[Ws, Ws, str, str]:
+    therapist, t_joined = await join(http, t_token)
+    client, c_joined = await join(http, c_token)
     waiting = await therapist.expect("waiting")
     await therapist.send(type="admit", participant=waiting["participant"]["id"])
     await client.expect("admitted")
@@ -381,3 +391,23 @@ def test_the_protocol_document_names_every_message_and_close_code() -> None:
         assert re.search(rf"\b{code.value}\b.*`{code.name}`", text), f"docs/signaling.md lacks close code {code!r}"
     for error in (protocol.FORBIDDEN, protocol.NOT_ADMITTED, protocol.UNKNOWN_PEER, protocol.ALREADY_JOINED):
         assert f"`{error}`" in text
+
+
+async def test_a_single_node_with_the_in_process_relay_admits_and_relays(
+    api: Api, http: aiohttp.ClientSession, booking: Booking, settings: Settings, clock: Clock
+) -> None:
+    other = dataclasses.replace(settings, port=free_port(), public_origin=settings.origin)
+    app = create_app(other, clock=clock)
+    app[RELAY_MODE] = "local"
+    srv = TestServer(app, host="127.0.0.1", port=other.port)
+    await srv.start_server()
+    try:
+        assert isinstance(app[HUB].relay, relay.LocalRelay)
+        tokens = [await room_token(api, booking, role) for role in ("therapist", "client")]
+        for token in tokens:
+            token["signaling_url"] = token["signaling_url"].replace(str(settings.port), str(other.port))
+        therapist, client, t_id, _c_id = await admitted_pair_from(http, *tokens)
+        await client.send(type="signal", to=t_id, data={"n": 1})
+        assert (await therapist.expect("signal"))["data"] == {"n": 1}
+    finally:
+        await srv.close()
