@@ -90,7 +90,9 @@ def serve(port: int, url: str, data_dir: str) -> None:
 
     from broker.app import create_app
 
-    settings = Settings(port=port, data_dir=Path(data_dir), database_url=url, admin_token=ADMIN, log_level="WARNING")
+    settings = Settings.from_env(
+        port=port, data_dir=Path(data_dir), database_url=url, admin_token=ADMIN, log_level="WARNING"
+    )
     web.run_app(create_app(settings), host="127.0.0.1", port=port, print=None, access_log=None)
 
 

@@ -66,6 +66,7 @@ class Settings:
     busy_refresh_seconds: int = 600
     trusted_proxies: tuple[str, ...] = ()
     signing_key_secret: str | None = None
+    signaling_relay: str = "auto"
     log_level: str = "INFO"
 
     @classmethod
@@ -91,6 +92,7 @@ class Settings:
             "busy_refresh_seconds": _int(env, "TELEROOM_BUSY_REFRESH_SECONDS", 600, low=5, high=86400),
             "trusted_proxies": _list(env, "TELEROOM_TRUSTED_PROXIES"),
             "signing_key_secret": env.get("TELEROOM_SIGNING_KEY_SECRET") or None,
+            "signaling_relay": (env.get("TELEROOM_SIGNALING_RELAY") or "auto").lower(),
             "log_level": env.get("TELEROOM_LOG_LEVEL", "INFO").upper(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -116,6 +118,10 @@ class Settings:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise SettingsError(f"TELEROOM_TRUSTED_PROXIES: not an IP address or network: {item!r}") from None
+        if self.signaling_relay not in {"auto", "local", "postgres"}:
+            raise SettingsError(
+                f"TELEROOM_SIGNALING_RELAY must be auto, local or postgres, got {self.signaling_relay!r}"
+            )
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"TELEROOM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 

@@ -24,6 +24,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from broker.api import ApiRoutes, read_json, respond
+from broker.net import client_address
 from broker.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ ECHO = web.AppKey("echo_peers", EchoPeers)
 )
 async def echo_offer(request: web.Request) -> web.Response:
     echo = request.app[ECHO]
-    wait = echo.allow(request.remote or "unknown")
+    wait = echo.allow(client_address(request))
     if wait is not None:
         raise Problem(
             429,

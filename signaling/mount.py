@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from broker import ice
-from broker.settings import Settings, SettingsError
+from broker.settings import Settings
 from broker.state import CLOCK, POOL, SETTINGS
 from broker.tokens import RoomClaims
 from signaling import echo, protocol
@@ -24,10 +24,7 @@ RELAY_MODES = ("auto", "local", "postgres")
 
 def setup(app: web.Application) -> None:
     """Add /ws, the echo endpoint, the hub (closing every socket on shutdown) and the relay."""
-    mode = os.environ.get("TELEROOM_SIGNALING_RELAY", "auto").lower() or "auto"
-    if mode not in RELAY_MODES:
-        raise SettingsError(f"TELEROOM_SIGNALING_RELAY must be auto, local or postgres, got {mode!r}")
-    app[RELAY_MODE] = mode
+    app[RELAY_MODE] = app[SETTINGS].signaling_relay
     app.router.add_get("/ws", websocket)
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(close_sockets)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,14 +26,20 @@ TEMPLATE_DB = "teleroom_template"
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """A PostgreSQL server: DATABASE_URL when set, else an embedded one for this test session."""
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
-    embedded = database.EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")))
-    yield embedded.start()
-    embedded.stop()
+    # Not under pytest's basetemp: pytest prunes old numbered dirs there, which would pull the data
+    # directory from under a server that a concurrent test run still uses.
+    data_dir = Path(tempfile.mkdtemp(prefix="teleroom-test-pg-"))
+    embedded = database.EmbeddedPostgres(data_dir)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
