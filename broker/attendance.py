@@ -111,3 +111,26 @@ def together_seconds(events: Iterable[AttendanceEvent], until: datetime) -> int:
     if since is not None and until > since:
         total += (until - since).total_seconds()
     return int(total)
+
+
+UPSERT_ENDING = """
+INSERT INTO room_endings (booking_id, ended_at) VALUES ($1, $2)
+ON CONFLICT (booking_id) DO UPDATE SET ended_at = EXCLUDED.ended_at
+"""
+SELECT_ENDING = "SELECT ended_at FROM room_endings WHERE booking_id = $1"
+DELETE_ENDING = "DELETE FROM room_endings WHERE booking_id = $1"
+
+
+async def end_room(pool: asyncpg.Pool | asyncpg.Connection, booking_id: uuid.UUID, at: datetime) -> None:
+    """The therapist ended the session: clients get no new room tokens and cannot rejoin."""
+    await pool.execute(UPSERT_ENDING, booking_id, at)
+
+
+async def reopen_room(pool: asyncpg.Pool | asyncpg.Connection, booking_id: uuid.UUID) -> None:
+    """The therapist came back to a session they had ended (ended by mistake, or to finish)."""
+    await pool.execute(DELETE_ENDING, booking_id)
+
+
+async def room_ended_at(pool: asyncpg.Pool | asyncpg.Connection, booking_id: uuid.UUID) -> datetime | None:
+    ended: datetime | None = await pool.fetchval(SELECT_ENDING, booking_id)
+    return ended

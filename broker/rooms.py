@@ -92,6 +92,10 @@ async def room_token(request: web.Request) -> web.Response:
             410, "room_closed", "The join window for this session has closed.", closed_at=closes_at.isoformat()
         )
     role: tokens.Role = "therapist" if principal.kind == "therapist" else "client"
+    if await attendance.room_ended_at(pool, booking_id):
+        if role == "client":
+            raise Problem(410, "room_closed", "Your therapist has ended this session.", reason="ended")
+        await attendance.reopen_room(pool, booking_id)  # the therapist coming back reopens it
     participant = tokens.participant_id(booking_id, role)
     try:
         minted = await tokens.mint_room_token(

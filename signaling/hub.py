@@ -278,6 +278,7 @@ class Hub:
             case p.Admit() | p.Remove() | p.End() if conn.role != "therapist":
                 conn.send(p.Error(code=p.FORBIDDEN, message="Only the therapist can do that."))
             case p.End():
+                await attendance.end_room(self.pool, conn.claims.booking_id, self.now())
                 self.relay.publish(room.id, EndRoom(node=self.node))
                 log.info("room %s: ended by the therapist", room.id)
             case p.Admit() | p.Remove():

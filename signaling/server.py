@@ -13,7 +13,7 @@ import time
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from broker import tokens
+from broker import attendance, tokens
 from broker.api import query_param
 from broker.problems import Problem
 from broker.state import CLOCK, POOL, SETTINGS
@@ -124,6 +124,11 @@ async def _handshake(request: web.Request, ws: web.WebSocketResponse, room: str)
         await tokens.consume_jti(pool, claims)
     except tokens.TokenRejected as rejected:
         await _refuse(ws, p.CloseCode.TOKEN_REJECTED, rejected.code, rejected.detail)
+        return None
+    if claims.role == "client" and await attendance.room_ended_at(pool, claims.booking_id):
+        # A token fetched just before the therapist pressed End: the session is over for the client.
+        await ws.send_frame(p.encode(p.Ended()), WSMsgType.TEXT)
+        await ws.close(code=p.CloseCode.ROOM_ENDED)
         return None
     return Connection(ws, claims, message.location)
 

@@ -283,6 +283,31 @@ async def test_therapist_removes_a_client_and_ends_the_room(
         assert await ws.closed() == protocol.CloseCode.ROOM_ENDED
 
 
+async def test_an_ended_session_stays_ended_for_the_client_until_the_therapist_returns(
+    api: Api, http: aiohttp.ClientSession, booking: Booking
+) -> None:
+    therapist, client, _t_id, _c_id = await admitted_pair(api, http, booking)
+    early_token = await room_token(api, booking, "client")  # fetched before End, used after
+    await therapist.send(type="end")
+    for ws in (therapist, client):
+        await ws.expect("ended")
+        assert await ws.closed() == protocol.CloseCode.ROOM_ENDED
+
+    status, body = await api.call("POST", f"/api/v1/bookings/{booking.id}/room-token", token=booking.client_key)
+    assert (status, body["code"], body["reason"]) == (410, "room_closed", "ended")
+    late = await Ws.connect(http, early_token["signaling_url"])
+    await late.send(type="join", token=early_token["token"])
+    await late.expect("ended")
+    assert await late.closed() == protocol.CloseCode.ROOM_ENDED
+
+    # The therapist coming back reopens the room (an End pressed by mistake is not final).
+    back, _ = await join(http, await room_token(api, booking, "therapist"))
+    again, joined = await join(http, await room_token(api, booking, "client"))
+    assert joined["state"] == "admitted"  # admitted earlier in this session, not held again
+    await back.close()
+    await again.close()
+
+
 async def test_room_closes_at_the_end_of_the_join_window(
     api: Api, http: aiohttp.ClientSession, booking: Booking, clock: Clock
 ) -> None:
