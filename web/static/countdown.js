@@ -44,3 +44,34 @@ export function showClosed(title, text) {
   document.getElementById("closed-text").textContent = text;
   section.hidden = false;
 }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Ask for a room token until the join window is open: resolves true inside it, false when the
+ * session is over (shown with `closedText`). Before the window, shows the countdown and asks
+ * again when it ends; the server's clock decides, so a device clock running ahead never hammers
+ * it. Any other error is thrown for the page to explain.
+ */
+export async function waitForWindow(requestToken, zone, { onWait, closedText }) {
+  for (;;) {
+    try {
+      await requestToken();
+      return true;
+    } catch (error) {
+      if (error.status === 403 && error.code === "too_early" && error.body.opens_at) {
+        onWait();
+        await waitUntilOpen(error.body.opens_at, zone);
+        await sleep(1000);
+        continue;
+      }
+      if (error.status === 410) {
+        onWait();
+        const ended = error.body && error.body.reason === "ended";
+        showClosed("This session is over", ended ? "Your therapist has ended this session." : closedText);
+        return false;
+      }
+      throw error;
+    }
+  }
+}

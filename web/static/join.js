@@ -3,7 +3,7 @@
 
 import { api, bookingKey, explain } from "./api.js";
 import { bindMediaButtons, Call, showState } from "./call.js";
-import { showClosed, waitUntilOpen } from "./countdown.js";
+import { showClosed, waitForWindow } from "./countdown.js";
 import { runDeviceCheck } from "./device-check.js";
 import { preview, stopMedia } from "./devices.js";
 import { recallLocation, rememberLocation } from "./location.js";
@@ -14,7 +14,6 @@ const root = document.getElementById("join");
 const $ = (id) => document.getElementById(id);
 const bookingId = root.dataset.booking;
 const key = bookingKey();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let zone = detectedZone();
 let stream = null;
 let call = null;
@@ -34,25 +33,14 @@ const requestToken = () => api("POST", `/api/v1/bookings/${bookingId}/room-token
 
 /** Wait for the join window; resolve true inside it, false when the session cannot be joined. */
 async function windowOpen() {
-  for (;;) {
-    try {
-      await requestToken();
-      return true;
-    } catch (error) {
-      if (error.status === 403 && error.code === "too_early" && error.body.opens_at) {
-        status("");
-        await waitUntilOpen(error.body.opens_at, zone);
-        await sleep(1000); // the server's clock decides; never hammer it if ours runs ahead
-        continue;
-      }
-      if (error.status === 410) {
-        status("");
-        showClosed("This session is over", "The time for this session has passed, or it was cancelled.");
-        return false;
-      }
-      fail(error.status === 401 || error.status === 404 ? "We couldn't find this session. Please check the link." : explain(error));
-      return false;
-    }
+  try {
+    return await waitForWindow(requestToken, zone, {
+      onWait: () => status(""),
+      closedText: "The time for this session has passed, or it was cancelled.",
+    });
+  } catch (error) {
+    fail(error.status === 401 || error.status === 404 ? "We couldn't find this session. Please check the link." : explain(error));
+    return false;
   }
 }
 

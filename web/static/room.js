@@ -4,7 +4,7 @@
 
 import { api, explain } from "./api.js";
 import { bindMediaButtons, Call, showState } from "./call.js";
-import { showClosed, waitUntilOpen } from "./countdown.js";
+import { showClosed, waitForWindow } from "./countdown.js";
 import { openMedia, preview } from "./devices.js";
 import { formatSpan } from "./timezones.js";
 import { renderQueue, showEnding } from "./waiting-room.js";
@@ -12,7 +12,6 @@ import { renderQueue, showEnding } from "./waiting-room.js";
 const root = document.getElementById("room");
 const $ = (id) => document.getElementById(id);
 const bookingId = root.dataset.booking;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 let call = null;
 let admittedClient = null;
@@ -27,29 +26,15 @@ function fail(text) {
 const requestToken = () => api("POST", `/api/v1/bookings/${bookingId}/room-token`);
 
 async function windowOpen() {
-  for (;;) {
-    try {
-      await requestToken();
-      return true;
-    } catch (error) {
-      if (error.status === 403 && error.code === "too_early" && error.body.opens_at) {
-        $("status").textContent = "";
-        await waitUntilOpen(error.body.opens_at, zone);
-        await sleep(1000);
-        continue;
-      }
-      if (error.status === 410) {
-        $("status").textContent = "";
-        showClosed("This session is over", "Its time has passed, or it was cancelled.");
-        return false;
-      }
-      if (error.status === 401) {
-        location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
-        return false;
-      }
-      fail(explain(error));
-      return false;
-    }
+  try {
+    return await waitForWindow(requestToken, zone, {
+      onWait: () => ($("status").textContent = ""),
+      closedText: "Its time has passed, or it was cancelled.",
+    });
+  } catch (error) {
+    if (error.status === 401) location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    else fail(explain(error));
+    return false;
   }
 }
 
