@@ -6,10 +6,14 @@ records attendance with `broker.attendance`; this module only hands tokens out a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Literal
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
@@ -22,6 +26,7 @@ from broker.settings import Settings
 from broker.state import CLOCK, POOL, SETTINGS
 from broker.tokens import KEYRING, KeyRing
 
+log = logging.getLogger(__name__)
 routes = ApiRoutes("rooms")
 BOOKING_ID = Param("id", "path", "Booking id", required=True)
 JWKS_MAX_AGE_SECONDS = 60
@@ -179,7 +184,28 @@ async def _keys_ctx(app: web.Application) -> AsyncIterator[None]:
     await tokens.ensure_signing_key(app[POOL], now=now, secret=secret)
     await app[KEYRING].signer(app[POOL])  # fail at start, not at the first session, if the secret is wrong
     await tokens.prune_token_uses(app[POOL], now)
+    pruner = asyncio.create_task(_prune_forever(app))
     yield
+    pruner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pruner
+
+
+PRUNE_EVERY_SECONDS = 3600
+
+
+async def _prune_forever(app: web.Application) -> None:
+    """Used jtis are only needed while their tokens could still verify; forget the rest hourly.
+    Every node may run this: the DELETE is idempotent, so no claim is needed."""
+    while True:
+        await asyncio.sleep(PRUNE_EVERY_SECONDS)
+        try:
+            removed = await tokens.prune_token_uses(app[POOL], app[CLOCK].now())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("could not prune used room tokens; will try again")
+            continue
+        if removed:
+            log.info("pruned %d used room tokens", removed)
 
 
 def setup(app: web.Application) -> None:
