@@ -22,6 +22,8 @@ from broker.api import ApiRoutes, Endpoint, respond
 from broker.clock import Clock
 from broker.openapi import document
 from broker.problems import PROBLEM_CONTENT_TYPE, Problem
+from broker.ratelimit import SlidingWindow
+from broker.routes_bookings import BOOKING_LIMIT
 from broker.routes_bookings import routes as booking_routes
 from broker.routes_scheduling import BUSY_SOURCES, THERAPIST_CREATED
 from broker.routes_scheduling import routes as scheduling_routes
@@ -40,7 +42,10 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 
 def _problem_response(problem: Problem) -> web.Response:
-    return respond(problem.body(), status=problem.status, content_type=PROBLEM_CONTENT_TYPE)
+    response = respond(problem.body(), status=problem.status, content_type=PROBLEM_CONTENT_TYPE)
+    if "retry_after" in problem.extra:  # RFC 9110 section 10.2.3, for 429 and 503
+        response.headers["Retry-After"] = str(problem.extra["retry_after"])
+    return response
 
 
 _HTTP_CODES = {
@@ -190,6 +195,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[AUTHENTICATORS] = []
     app[BUSY_SOURCES] = []
     app[THERAPIST_CREATED] = []
+    app[BOOKING_LIMIT] = SlidingWindow(settings.booking_attempts_per_hour, 3600)
     app[API_ROUTES] = [scheduling_routes, booking_routes]
     app.cleanup_ctx.append(database_ctx)
 

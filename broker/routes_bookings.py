@@ -11,13 +11,17 @@ from aiohttp import web
 from broker import audit, bookings, idempotency, schemas, therapists
 from broker.api import ApiRoutes, Param, query_param, read_json, respond
 from broker.auth import Principal, parse_uuid, require_booking_access, require_therapist, therapist_by_slug
+from broker.net import client_address
 from broker.problems import Problem
+from broker.ratelimit import SlidingWindow
 from broker.routes_scheduling import BUSY_SOURCES, SLUG, parse_date
 from broker.state import CLOCK, POOL, SETTINGS
 from broker.zones import zone
 from calendars.slots import dates_window
 
 routes = ApiRoutes("bookings")
+# Booking attempts per client address: a public endpoint must not let one caller fill a calendar.
+BOOKING_LIMIT = web.AppKey("booking_limit", SlidingWindow)
 BOOKING_ID = Param("id", "path", "Booking id", required=True)
 CLIENT = Principal("client")
 
@@ -30,11 +34,19 @@ CLIENT = Principal("client")
     response=schemas.BookingCreated,
     status=201,
     params=[SLUG, Param("Idempotency-Key", "header", "Retry-safe key: the same key and body return the first answer")],
-    errors=(404, 409, 413, 422),
+    errors=(404, 409, 413, 422, 429),
 )
 async def create_booking(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     settings = request.app[SETTINGS]
+    wait = request.app[BOOKING_LIMIT].allow(client_address(request))
+    if wait is not None:
+        raise Problem(
+            429,
+            "rate_limited",
+            f"Too many booking attempts from this address; try again in {int(wait) // 60 + 1} minutes.",
+            retry_after=int(wait) + 1,
+        )
     therapist = await therapist_by_slug(pool, request.match_info["slug"])
     body = await read_json(request, schemas.BookingIn)
     assert body is not None

@@ -67,6 +67,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     signing_key_secret: str | None = None
     signaling_relay: str = "auto"
+    booking_attempts_per_hour: int = 60
     log_level: str = "INFO"
 
     @classmethod
@@ -93,6 +94,7 @@ class Settings:
             "trusted_proxies": _list(env, "TELEROOM_TRUSTED_PROXIES"),
             "signing_key_secret": env.get("TELEROOM_SIGNING_KEY_SECRET") or None,
             "signaling_relay": (env.get("TELEROOM_SIGNALING_RELAY") or "auto").lower(),
+            "booking_attempts_per_hour": _int(env, "TELEROOM_BOOKING_ATTEMPTS_PER_HOUR", 60, low=0, high=1_000_000),
             "log_level": env.get("TELEROOM_LOG_LEVEL", "INFO").upper(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -10,10 +10,8 @@ rate-limited per address and the number of echo peers alive at once is bounded.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -26,6 +24,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from broker.api import ApiRoutes, read_json, respond
 from broker.net import client_address
 from broker.problems import Problem
+from broker.ratelimit import SlidingWindow
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +53,12 @@ class EchoPeers:
     def __init__(self) -> None:
         self.peers: set[RTCPeerConnection] = set()
         self.relay = MediaRelay()
-        self._recent: dict[str, collections.deque[float]] = {}
+        self._limit = SlidingWindow(PER_ADDRESS, PER_SECONDS)
         self._timers: set[asyncio.TimerHandle] = set()
 
     def allow(self, address: str) -> float | None:
         """None if `address` may start an echo now, else the seconds until it may."""
-        now = time.monotonic()
-        stamps = self._recent.setdefault(address, collections.deque())
-        while stamps and now - stamps[0] >= PER_SECONDS:
-            stamps.popleft()
-        if len(stamps) >= PER_ADDRESS:
-            return PER_SECONDS - (now - stamps[0])
-        stamps.append(now)
-        if len(self._recent) > 10_000:  # forget quiet addresses so the table stays small
-            for key in [k for k, v in self._recent.items() if not v or now - v[-1] >= PER_SECONDS]:
-                del self._recent[key]
-        return None
+        return self._limit.allow(address)
 
     async def answer(self, offer: EchoOffer) -> RTCSessionDescription:
         pc = RTCPeerConnection()

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
 
+from broker.app import create_app
 from broker.clock import Clock
-from tests.support import Api
+from broker.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.support import Api, free_port
 
 TOMORROW = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
 
@@ -324,3 +331,35 @@ async def test_health_readiness_and_unknown_routes(api: Api, http: aiohttp.Clien
     assert (status, body["code"]) == (404, "not_found")
     status, body = await api.call("DELETE", "/api/v1/therapists")
     assert (status, body["code"]) == (405, "method_not_allowed")
+
+
+@pytest.fixture
+async def strict_api(settings: Settings, clock: Clock, http: aiohttp.ClientSession) -> AsyncIterator[Api]:
+    """The service with a small booking limit, behind a trusted proxy on loopback."""
+    strict = dataclasses.replace(
+        settings, port=free_port(), booking_attempts_per_hour=3, trusted_proxies=("127.0.0.1",)
+    )
+    srv = TestServer(create_app(strict, clock=clock), host="127.0.0.1", port=strict.port)
+    await srv.start_server()
+    yield Api(http, f"http://127.0.0.1:{strict.port}", ADMIN_TOKEN)
+    await srv.close()
+
+
+async def test_one_address_cannot_flood_the_booking_endpoint(strict_api: Api, db: asyncpg.Connection) -> None:
+    therapist, st = await strict_api.ready_therapist()
+    slots = await _first_slots(strict_api, therapist, st, 5)
+    flooder = {"X-Forwarded-For": "203.0.113.50"}
+    for slot in slots[:3]:
+        assert (await strict_api.book(therapist, st, slot["start"], headers=flooder))[0] == 201
+    async with strict_api.session.post(
+        f"{strict_api.base}/api/v1/therapists/{therapist['slug']}/bookings",
+        json={"session_type": st["id"], "start": slots[3]["start"], "client": {"name": "F", "email": "f@example.org"}},
+        headers=flooder,
+    ) as resp:
+        assert resp.status == 429
+        assert (await resp.json(content_type=None))["code"] == "rate_limited"
+        assert int(resp.headers["Retry-After"]) > 0
+    # Another client (as our proxy reports it) is not held back by the first one's flood.
+    other = {"X-Forwarded-For": "198.51.100.7"}
+    assert (await strict_api.book(therapist, st, slots[4]["start"], headers=other))[0] == 201
+    assert await db.fetchval("SELECT count(*) FROM bookings") == 4
