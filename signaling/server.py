@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from broker import attendance, tokens
 from broker.api import query_param
@@ -28,9 +28,19 @@ JOIN_TIMEOUT_SECONDS = 5.0
 HEARTBEAT_SECONDS = 10.0
 RATE_PER_SECOND = 50.0
 RATE_BURST = 100.0
-# aiohttp refuses frames over this without reading them (close 1009); frames between the protocol
-# limit and this get our own 4413, so a client learns which rule it broke.
+# aiohttp refuses frames over this without reading them; frames between the protocol limit and
+# this are read and refused by us. Either way the client gets 4413 (see SignalingSocket).
 READER_LIMIT = 4 * p.MAX_FRAME_BYTES
+
+
+class SignalingSocket(web.WebSocketResponse):
+    """aiohttp closes a frame over `max_msg_size` with the standard 1009; the protocol promises
+    one documented code for every oversized frame, so that close says 4413 instead."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG:
+            code, message = p.CloseCode.TOO_LARGE, b"too_large"
+        return await super().close(code=code, message=message, drain=drain)
 
 
 class TokenBucket:
@@ -71,7 +81,7 @@ def check_origin(request: web.Request) -> None:
 async def websocket(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     room = query_param(request, "room", required=True)
-    ws = web.WebSocketResponse(
+    ws = SignalingSocket(
         heartbeat=HEARTBEAT_SECONDS, max_msg_size=READER_LIMIT, compress=False, autoclose=True, autoping=True
     )
     if not ws.can_prepare(request).ok:

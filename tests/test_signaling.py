@@ -222,6 +222,15 @@ async def test_bad_frames_close_only_their_connection(
     assert (await therapist.expect("chat"))["text"] == "back"
 
 
+async def test_a_huge_frame_is_refused_unread_with_the_same_close_code(
+    api: Api, http: aiohttp.ClientSession, booking: Booking
+) -> None:
+    therapist, client, _t_id, c_id = await admitted_pair(api, http, booking)
+    await client.ws.send_str("x" * (1024 * 1024))
+    assert await client.closed() == protocol.CloseCode.TOO_LARGE
+    assert (await therapist.expect("peer-left"))["participant"]["id"] == c_id
+
+
 async def test_flood_is_closed_and_the_room_carries_on(api: Api, http: aiohttp.ClientSession, booking: Booking) -> None:
     therapist, client, t_id, c_id = await admitted_pair(api, http, booking)
     for i in range(400):
