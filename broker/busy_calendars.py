@@ -305,8 +305,9 @@ async def _refresh_one(app: web.Application, session: aiohttp.ClientSession, row
     except (CalendarFetchError, busy.CalendarError) as exc:
         await _record_failure(app, calendar_id, str(exc))
         return
-    except Exception:
-        log.exception("busy calendar %s: unexpected error while refreshing", calendar_id)
+    except Exception as exc:
+        # The type only: messages of network errors quote the address, which is the therapist's secret.
+        log.error("busy calendar %s: unexpected %s while refreshing", calendar_id, type(exc).__name__)
         await _record_failure(app, calendar_id, "Something went wrong on our side while reading this calendar.")
         return
     now = app[CLOCK].now()
