@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
@@ -80,9 +81,18 @@ async def problems_middleware(request: web.Request, handler: RequestHandler) -> 
         return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
+    except Exception as exc:
         incident = uuid.uuid4().hex[:12]
-        log.exception("unhandled error, incident %s, %s %s", incident, request.method, _loggable_path(request))
+        # Where it failed, but not the exception's message: database errors quote the values
+        # involved (a name, an email), and logs must carry identifiers only.
+        log.error(
+            "unhandled %s, incident %s, %s %s\n%s",
+            type(exc).__name__,
+            incident,
+            request.method,
+            _loggable_path(request),
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
         return _problem_response(
             Problem(500, "internal_error", f"Something went wrong on our side (incident {incident}).")
         )
