@@ -23,8 +23,8 @@ from calendars.slots import Span, offer_problem
 
 INSERT_BOOKING = """
 INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
-    client_name, client_email, client_phone, client_timezone, key_hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    client_name, client_email, client_phone, client_timezone, key_hash, client_location)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
 SELECT_BOOKING = """
 SELECT b.*, st.name AS session_type_name, st.duration_minutes,
@@ -142,6 +142,7 @@ async def insert_booking(
                 body.client.phone,
                 body.client_timezone,
                 credentials.secret_hash(key),
+                body.client.location,
             )
             await audit.record(conn, actor, "booking.created", booking_id=booking_id, therapist_id=therapist["id"])
     except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
@@ -168,7 +169,12 @@ def booking_out(row: asyncpg.Record) -> schemas.BookingOut:
         therapist=schemas.TherapistSummary(
             slug=row["therapist_slug"], name=row["therapist_name"], timezone=row["therapist_timezone"]
         ),
-        client=schemas.ClientOut(name=row["client_name"], email=row["client_email"], phone=row["client_phone"]),
+        client=schemas.ClientOut(
+            name=row["client_name"],
+            email=row["client_email"],
+            phone=row["client_phone"],
+            location=row["client_location"],
+        ),
         client_timezone=row["client_timezone"],
         sequence=row["sequence"],
         created_at=row["created_at"],

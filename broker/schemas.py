@@ -109,10 +109,14 @@ class SlotList(msgspec.Struct):
     slots: list[Slot]
 
 
+Place = Annotated[str, Meta(min_length=1, max_length=100, description="state or country the client will be in")]
+
+
 class ClientIn(Strict):
     name: Name
     email: Email
     phone: Phone | None = None
+    location: Place | None = None
 
 
 class BookingIn(Strict):
@@ -144,6 +148,7 @@ class ClientOut(msgspec.Struct):
     name: str
     email: str
     phone: str | None
+    location: str | None
 
 
 class SessionTypeSummary(msgspec.Struct):

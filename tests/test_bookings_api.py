@@ -363,3 +363,23 @@ async def test_one_address_cannot_flood_the_booking_endpoint(strict_api: Api, db
     other = {"X-Forwarded-For": "198.51.100.7"}
     assert (await strict_api.book(therapist, st, slots[4]["start"], headers=other))[0] == 201
     assert await db.fetchval("SELECT count(*) FROM bookings") == 4
+
+
+async def test_where_the_client_will_be_is_kept_with_the_booking_for_its_therapist(api: Api) -> None:
+    therapist, st = await api.ready_therapist()
+    (slot,) = await _first_slots(api, therapist, st, 1)
+    client = {"name": "Robin", "email": "robin@example.org", "location": "Ontario, Canada"}
+    status, booking = await api.call(
+        "POST",
+        f"/api/v1/therapists/{therapist['slug']}/bookings",
+        json={"session_type": st["id"], "start": slot["start"], "client": client},
+    )
+    assert status == 201, booking
+    status, seen = await api.call("GET", f"/api/v1/bookings/{booking['id']}", token=therapist["api_token"])
+    assert seen["client"]["location"] == "Ontario, Canada"
+    status, body = await api.call(
+        "POST",
+        f"/api/v1/therapists/{therapist['slug']}/bookings",
+        json={"session_type": st["id"], "start": slot["start"], "client": {**client, "location": "x" * 101}},
+    )
+    assert (status, body["code"]) == (422, "invalid_input")

@@ -57,6 +57,7 @@ class SessionRow:
     time: str
     opens: str
     client_name: str
+    client_location: str | None
     session_type: str
     join: JoinState
     presence: Presence | None
@@ -129,6 +130,7 @@ async def dashboard(request: web.Request) -> web.Response:
             time=f"{_hhmm(r['starts_at'], tz)}–{_hhmm(r['ends_at'], tz)}",
             opens=_hhmm(opens_at, tz),
             client_name=r["client_name"],
+            client_location=r["client_location"],
             session_type=r["session_type_name"],
             join=join,
             presence=presence.get(r["id"]),

@@ -70,6 +70,8 @@ function setup() {
     const client = { name: data.get("name").trim(), email: data.get("email").trim() };
     const phone = data.get("phone").trim();
     if (phone) client.phone = phone;
+    const where = data.get("location").trim();
+    if (where) client.location = where;
     const button = $("confirm");
     button.disabled = true;
     button.textContent = "Booking…";
@@ -78,8 +80,7 @@ function setup() {
         headers: { "Idempotency-Key": idempotencyKey },
         body: { session_type: selectedType(), start: chosen.start, client, client_timezone: zone },
       });
-      const location = data.get("location").trim();
-      if (location) rememberLocation(booking.id, location);
+      if (where) rememberLocation(booking.id, where);
       confirmed(booking, zone);
     } catch (error) {
       const box = $("form-error");

@@ -66,7 +66,7 @@ async function start() {
   if (!(await windowOpen())) return;
   status("");
   $("check").hidden = false;
-  $("where").value = recallLocation(bookingId);
+  $("where").value = recallLocation(bookingId) || booking.client.location || "";
   try {
     stream = await runDeviceCheck();
   } catch (error) {
