@@ -19,22 +19,28 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler as RequestHandler
 
 from broker import credentials, database
-from broker.api import ApiRoutes, Endpoint, respond
+from broker.api import Endpoint, respond
 from broker.clock import Clock
 from broker.openapi import document
 from broker.problems import PROBLEM_CONTENT_TYPE, Problem
 from broker.ratelimit import SlidingWindow
 from broker.routes_bookings import BOOKING_LIMIT
 from broker.routes_bookings import routes as booking_routes
-from broker.routes_scheduling import BUSY_SOURCES, THERAPIST_CREATED
 from broker.routes_scheduling import routes as scheduling_routes
 from broker.settings import Settings
-from broker.state import AUTHENTICATORS, CLOCK, POOL, SETTINGS
+from broker.state import (
+    API_ROUTES,
+    AUTHENTICATORS,
+    BUSY_SOURCES,
+    CLOCK,
+    DATABASE_URL,
+    POOL,
+    SETTINGS,
+    THERAPIST_CREATED,
+)
 
 log = logging.getLogger("teleroom")
 
-API_ROUTES = web.AppKey("api_routes", list[ApiRoutes])
-DATABASE_URL = web.AppKey("database_url", str)
 
 try:
     VERSION = version("teleroom")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 from asyncpg import Range
@@ -18,6 +18,7 @@ from asyncpg import Range
 from broker import audit, credentials, schemas, therapists
 from broker.auth import Principal
 from broker.problems import Problem, invalid, not_found
+from broker.state import BusySource
 from broker.zones import zone
 from calendars.slots import Span, offer_problem
 
@@ -26,24 +27,22 @@ INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blo
     client_name, client_email, client_phone, client_timezone, key_hash, client_location)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
-SELECT_BOOKING = """
+# A booking with what `booking_out` shows of its session type and therapist.
+_SELECT_BOOKINGS = """
 SELECT b.*, st.name AS session_type_name, st.duration_minutes,
        t.slug AS therapist_slug, t.name AS therapist_name, t.timezone AS therapist_timezone
 FROM bookings b
 JOIN session_types st ON st.id = b.session_type_id
 JOIN therapists t ON t.id = b.therapist_id
-WHERE b.id = $1
 """
-SELECT_THERAPIST_BOOKINGS = """
-SELECT b.*, st.name AS session_type_name, st.duration_minutes,
-       t.slug AS therapist_slug, t.name AS therapist_name, t.timezone AS therapist_timezone
-FROM bookings b
-JOIN session_types st ON st.id = b.session_type_id
-JOIN therapists t ON t.id = b.therapist_id
-WHERE b.therapist_id = $1 AND b.starts_at < $3 AND b.ends_at > $2 AND ($4::text IS NULL OR b.status = $4)
+SELECT_BOOKING = _SELECT_BOOKINGS + "WHERE b.id = $1"
+SELECT_THERAPIST_BOOKINGS = (
+    _SELECT_BOOKINGS
+    + """WHERE b.therapist_id = $1 AND b.starts_at < $3 AND b.ends_at > $2 AND ($4::text IS NULL OR b.status = $4)
 ORDER BY b.starts_at
 LIMIT 2000
 """
+)
 SELECT_BUSY = """
 SELECT lower(blocked) AS start, upper(blocked) AS end FROM bookings
 WHERE therapist_id = $1 AND status = 'confirmed' AND blocked && $2 AND id IS DISTINCT FROM $3
@@ -57,8 +56,6 @@ UPDATE bookings SET starts_at = $2, ends_at = $3, blocked = $4, sequence = seque
 WHERE id = $1 AND status = 'confirmed'
 """
 
-# Extra busy time besides bookings (external calendars plug in here): (conn, therapist, span) -> spans.
-BusySource = Callable[[asyncpg.Connection | asyncpg.Pool, uuid.UUID, Span], Awaitable[Sequence[Span]]]
 
 _OFFER_REASONS = {
     "in_past": "That time has already passed.",

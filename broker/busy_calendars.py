@@ -38,7 +38,7 @@ from broker.api import ApiRoutes, read_json, respond
 from broker.auth import require_therapist
 from broker.problems import invalid
 from broker.routes_scheduling import SLUG
-from broker.state import CLOCK, POOL, SETTINGS
+from broker.state import API_ROUTES, BUSY_SOURCES, CLOCK, POOL, SETTINGS
 from calendars import busy
 from calendars.slots import Span
 
@@ -441,8 +441,6 @@ async def put_calendars(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Mount the API, start the refresher and register the busy source (called from broker.feeds)."""
-    from broker.app import API_ROUTES  # the composition root imports us; import it lazily
-    from broker.routes_scheduling import BUSY_SOURCES
 
     app[WAKE] = asyncio.Event()
     app[API_ROUTES].append(routes)

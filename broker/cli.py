@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from broker import database, schemas
-from broker.app import AccessLogger, create_app, write_secret_file  # noqa: F401 - re-exported for tools
+from broker.app import AccessLogger, create_app
 from broker.problems import Problem
 from broker.settings import Settings, SettingsError
 
@@ -82,7 +82,6 @@ def therapist_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _logging("WARNING")
     from broker import therapists
-    from broker.app import VERSION  # noqa: F401
 
     try:
         body = msgspec.convert(

@@ -26,7 +26,7 @@ from broker.api import ApiRoutes, Param, read_json, respond
 from broker.auth import parse_uuid, require_booking_access, require_therapist
 from broker.problems import Problem, not_found
 from broker.routes_scheduling import SLUG
-from broker.state import CLOCK, POOL, SETTINGS
+from broker.state import API_ROUTES, CLOCK, POOL, SETTINGS
 from calendars import ical
 
 MAX_FEEDS = 20
@@ -315,7 +315,6 @@ async def booking_ics(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Mount feeds, the client .ics and busy calendars; register external busy time as a busy source."""
-    from broker.app import API_ROUTES  # the composition root imports us; import it lazily
 
     app[FEED_CACHE] = FeedCache()
     app[API_ROUTES].append(routes)

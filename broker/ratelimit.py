@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import time
 
+from broker.problems import Problem
+
 MAX_KEYS = 10_000
 
 
@@ -31,3 +33,9 @@ class SlidingWindow:
             for stale in [k for k, v in self._recent.items() if not v or now - v[-1] >= self.seconds]:
                 del self._recent[stale]
         return None
+
+    def require(self, key: str, detail: str) -> None:
+        """Count an event for `key`, or refuse it: 429 `rate_limited` with Retry-After."""
+        wait = self.allow(key)
+        if wait is not None:
+            raise Problem(429, "rate_limited", detail, retry_after=int(wait) + 1)

@@ -23,7 +23,7 @@ from broker.auth import parse_uuid, require_booking_access
 from broker.ice import IceServer, ice_servers
 from broker.problems import Problem
 from broker.settings import Settings
-from broker.state import CLOCK, POOL, SETTINGS
+from broker.state import API_ROUTES, CLOCK, POOL, SETTINGS
 from broker.tokens import KEYRING, KeyRing
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,6 @@ async def _prune_forever(app: web.Application) -> None:
 
 def setup(app: web.Application) -> None:
     """Room-token, JWKS and attendance routes, the app's key cache, and the signing-key startup step."""
-    from broker.app import API_ROUTES  # the composition root imports us; import it lazily
 
     app[KEYRING] = KeyRing(secret=app[SETTINGS].signing_key_secret)
     app.cleanup_ctx.append(_keys_ctx)

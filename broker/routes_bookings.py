@@ -14,8 +14,8 @@ from broker.auth import Principal, parse_uuid, require_booking_access, require_t
 from broker.net import client_address
 from broker.problems import Problem
 from broker.ratelimit import SlidingWindow
-from broker.routes_scheduling import BUSY_SOURCES, SLUG, parse_date
-from broker.state import CLOCK, POOL, SETTINGS
+from broker.routes_scheduling import SLUG, parse_date
+from broker.state import BUSY_SOURCES, CLOCK, POOL, SETTINGS
 from broker.zones import zone
 from calendars.slots import dates_window
 
@@ -39,14 +39,9 @@ CLIENT = Principal("client")
 async def create_booking(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     settings = request.app[SETTINGS]
-    wait = request.app[BOOKING_LIMIT].allow(client_address(request))
-    if wait is not None:
-        raise Problem(
-            429,
-            "rate_limited",
-            f"Too many booking attempts from this address; try again in {int(wait) // 60 + 1} minutes.",
-            retry_after=int(wait) + 1,
-        )
+    request.app[BOOKING_LIMIT].require(
+        client_address(request), "Too many booking attempts from this address; please try again later."
+    )
     therapist = await therapist_by_slug(pool, request.match_info["slug"])
     body = await read_json(request, schemas.BookingIn)
     assert body is not None

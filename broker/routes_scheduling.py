@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from aiohttp import web
 
 from broker import audit, schemas, therapists
 from broker.api import ApiRoutes, Param, query_param, read_json, respond
 from broker.auth import require_admin, require_therapist, therapist_by_slug
-from broker.bookings import BusySource, busy_spans
+from broker.bookings import busy_spans
 from broker.problems import invalid
-from broker.state import CLOCK, POOL
+from broker.state import BUSY_SOURCES, CLOCK, POOL, THERAPIST_CREATED
 from broker.zones import zone
 from calendars.slots import Span, compute_slots, dates_window
 
 routes = ApiRoutes("scheduling")
 MAX_SLOT_RANGE_DAYS = 62
 SLUG = Param("slug", "path", "The therapist's public slug.", required=True)
-
-# Hooks filled by other packages at composition time are kept on the app, not here.
-BUSY_SOURCES = web.AppKey("busy_sources", list[BusySource])
-THERAPIST_CREATED = web.AppKey("therapist_created", list[Any])
 
 
 @routes.route(

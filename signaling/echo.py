@@ -25,6 +25,7 @@ from broker.api import ApiRoutes, read_json, respond
 from broker.net import client_address
 from broker.problems import Problem
 from broker.ratelimit import SlidingWindow
+from broker.state import API_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,8 @@ class EchoPeers:
     def __init__(self) -> None:
         self.peers: set[RTCPeerConnection] = set()
         self.relay = MediaRelay()
-        self._limit = SlidingWindow(PER_ADDRESS, PER_SECONDS)
+        self.limit = SlidingWindow(PER_ADDRESS, PER_SECONDS)
         self._timers: set[asyncio.TimerHandle] = set()
-
-    def allow(self, address: str) -> float | None:
-        """None if `address` may start an echo now, else the seconds until it may."""
-        return self._limit.allow(address)
 
     async def answer(self, offer: EchoOffer) -> RTCSessionDescription:
         pc = RTCPeerConnection()
@@ -117,14 +114,7 @@ ECHO = web.AppKey("echo_peers", EchoPeers)
 )
 async def echo_offer(request: web.Request) -> web.Response:
     echo = request.app[ECHO]
-    wait = echo.allow(client_address(request))
-    if wait is not None:
-        raise Problem(
-            429,
-            "rate_limited",
-            f"At most {PER_ADDRESS} echo tests a minute; try again shortly.",
-            retry_after=int(wait) + 1,
-        )
+    echo.limit.require(client_address(request), f"At most {PER_ADDRESS} echo tests a minute; try again shortly.")
     offer = await read_json(request, EchoOffer)
     assert offer is not None
     if not offer.sdp.startswith("v=0") or "\nm=" not in offer.sdp:
@@ -149,7 +139,6 @@ async def echo_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    from broker.app import API_ROUTES  # the composition root imports us; import it lazily
 
     app.cleanup_ctx.append(echo_ctx)
     app[API_ROUTES].append(routes)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from broker import ice
 from broker.settings import Settings
-from broker.state import CLOCK, POOL, SETTINGS
+from broker.state import CLOCK, DATABASE_URL, POOL, SETTINGS
 from broker.tokens import RoomClaims
 from signaling import echo, protocol
 from signaling.hub import Hub
@@ -36,8 +36,6 @@ def make_relay(app: web.Application, node: str) -> Relay:
     mode = app[RELAY_MODE]
     if mode == "local" or (mode == "auto" and not settings.database_url):
         return LocalRelay()
-    from broker.app import DATABASE_URL  # the composition root owns this key; import late (cycle)
-
     return PostgresRelay(app[DATABASE_URL], node)
 
 

@@ -20,8 +20,9 @@ from aiohttp.test_utils import TestServer
 from openapi_spec_validator import validate
 
 from broker import database
-from broker.app import API_ROUTES, create_app
+from broker.app import create_app
 from broker.settings import Settings, SettingsError
+from broker.state import API_ROUTES
 from tests.support import Api, free_port, with_database
 
 TELEROOM = [sys.executable, "-m", "broker.cli"]

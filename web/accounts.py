@@ -23,8 +23,7 @@ from broker.api import ApiRoutes, Param, read_json, respond
 from broker.auth import Principal, bearer
 from broker.net import client_address
 from broker.problems import unauthorized
-from broker.routes_scheduling import THERAPIST_CREATED
-from broker.state import AUTHENTICATORS, CLOCK, POOL, SETTINGS
+from broker.state import API_ROUTES, AUTHENTICATORS, CLOCK, POOL, SETTINGS, THERAPIST_CREATED
 from web import csrf, password_links, passwords, sessions, throttle
 from web.render import render
 
@@ -370,7 +369,6 @@ async def invite_on_create(app: web.Application, therapist_id: uuid.UUID, out: A
 
 def setup(app: web.Application) -> None:
     """Account pages and API, the cookie authenticator, the CSRF middleware and the invite hook."""
-    from broker.app import API_ROUTES  # the composition root imports us; import it back lazily
 
     app.middlewares.append(csrf.middleware)
     app[AUTHENTICATORS].append(cookie_principal)
