@@ -7,23 +7,11 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from broker.settings import IPNetwork
 from broker.state import SETTINGS
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-
-def parse_networks(raw: Sequence[str]) -> tuple[Network, ...]:
-    """Networks from strings like `10.0.0.0/8` or `127.0.0.1`; ValueError names the bad one."""
-    nets = []
-    for item in raw:
-        try:
-            nets.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"not an IP address or network: {item!r}") from None
-    return tuple(nets)
-
-
-def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+def _trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -36,7 +24,7 @@ def client_address(request: web.Request) -> str:
     right-most address in X-Forwarded-For that is not itself a trusted proxy (a client can prepend
     anything to that header, so only what our own proxies appended is believed)."""
     peer = request.remote or "unknown"
-    trusted = parse_networks(request.app[SETTINGS].trusted_proxies)
+    trusted = request.app[SETTINGS].trusted_proxies
     if not trusted or not _trusted(peer, trusted):
         return peer
     hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]

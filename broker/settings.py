@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 class SettingsError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
@@ -64,7 +66,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     allow_private_calendar_urls: bool = False
     busy_refresh_seconds: int = 600
-    trusted_proxies: tuple[str, ...] = ()
+    # Strings on the way in (environment, tests); parsed networks once constructed.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     signing_key_secret: str | None = None
     signaling_relay: str = "auto"
     booking_attempts_per_hour: int = 60
@@ -102,6 +105,16 @@ class Settings:
         settings.validate()
         return settings
 
+    def __post_init__(self) -> None:
+        # Parsed once here, not on every request that asks for the client's address.
+        networks = []
+        for item in self.trusted_proxies:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise SettingsError(f"TELEROOM_TRUSTED_PROXIES: not an IP address or network: {item!r}") from None
+        object.__setattr__(self, "trusted_proxies", tuple(networks))
+
     def validate(self) -> None:
         if self.public_origin:
             parts = urlsplit(self.public_origin)
@@ -115,11 +128,6 @@ class Settings:
             raise SettingsError("TELEROOM_SIGNING_KEY_SECRET must be at least 16 characters")
         if self.admin_token is not None and len(self.admin_token) < 24:
             raise SettingsError("TELEROOM_ADMIN_TOKEN must be at least 24 characters")
-        for item in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise SettingsError(f"TELEROOM_TRUSTED_PROXIES: not an IP address or network: {item!r}") from None
         if self.signaling_relay not in {"auto", "local", "postgres"}:
             raise SettingsError(
                 f"TELEROOM_SIGNALING_RELAY must be auto, local or postgres, got {self.signaling_relay!r}"
