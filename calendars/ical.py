@@ -114,15 +114,7 @@ def _calendar(name: str, refresh: dt.timedelta | None) -> Calendar:
     return cal
 
 
-def _booking_event(
-    booking_id: str,
-    origin: str,
-    start: dt.datetime,
-    end: dt.datetime,
-    sequence: int,
-    created: dt.datetime,
-    updated: dt.datetime,
-) -> Event:
+def _booking_event(event: FeedEvent | ClientEvent, origin: str) -> Event:
     """The VEVENT properties every rendering of a booking shares: identity, versioning and time.
 
     UID (3.8.4.7) stays the same across renders; SEQUENCE (3.8.7.4) grows on reschedule so
@@ -130,21 +122,19 @@ def _booking_event(
     booking's last change; DTSTART/DTEND (3.8.2.4, 3.8.2.2) are UTC.
     """
     vevent = Event()
-    vevent.add("uid", event_uid(booking_id, origin))
-    vevent.add("dtstamp", _utc(updated))
-    vevent.add("created", _utc(created))
-    vevent.add("last-modified", _utc(updated))
-    vevent.add("sequence", sequence)
-    vevent.add("dtstart", _utc(start))
-    vevent.add("dtend", _utc(end))
+    vevent.add("uid", event_uid(event.booking_id, origin))
+    vevent.add("dtstamp", _utc(event.updated))
+    vevent.add("created", _utc(event.created))
+    vevent.add("last-modified", _utc(event.updated))
+    vevent.add("sequence", event.sequence)
+    vevent.add("dtstart", _utc(event.start))
+    vevent.add("dtend", _utc(event.end))
     return vevent
 
 
 def feed_event(event: FeedEvent, info: FeedInfo) -> Event:
     """One VEVENT (RFC 5545 3.6.1) of a therapist's feed, revealing only what `info.privacy` allows."""
-    vevent = _booking_event(
-        event.booking_id, info.origin, event.start, event.end, event.sequence, event.created, event.updated
-    )
+    vevent = _booking_event(event, info.origin)
     vevent.add("summary", feed_summary(event, info.privacy))
     vevent.add("status", "CONFIRMED")
     vevent.add("transp", "OPAQUE")
@@ -174,9 +164,7 @@ def render_client_event(event: ClientEvent) -> bytes:
     cal = _calendar(f"Teleroom – {event.therapist_name}", None)
     manage = f"{event.origin}/manage/{event.booking_id}"
     join = f"{event.origin}/join/{event.booking_id}"
-    vevent = _booking_event(
-        event.booking_id, event.origin, event.start, event.end, event.sequence, event.created, event.updated
-    )
+    vevent = _booking_event(event, event.origin)
     vevent.add("summary", f"{event.session_type} with {event.therapist_name}")
     vevent.add("status", "CANCELLED" if event.cancelled else "CONFIRMED")
     vevent.add("transp", "OPAQUE")
