@@ -22,6 +22,10 @@ from broker.settings import Settings
 from tests.support import Api, free_port, with_database
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+# Every test books from 127.0.0.1, the most at once being test_bookings_api's 50 racers for one slot.
+# The limit sits far above that so flood control never decides a test by accident; the test of
+# flood control sets its own small limit.
+BOOKING_ATTEMPTS_PER_HOUR = 1000
 TEMPLATE_DB = "teleroom_template"
 
 
@@ -93,6 +97,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         admin_token=ADMIN_TOKEN,
         allow_private_calendar_urls=True,
+        booking_attempts_per_hour=BOOKING_ATTEMPTS_PER_HOUR,
     )
 
 
