@@ -379,8 +379,9 @@ async def test_a_due_calendar_is_fetched_once_when_two_nodes_reach_for_it(
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(True))
         async with aiohttp.ClientSession(connector=connector) as session:
             first = asyncio.create_task(refresh_due(nodes[0], session))
-            while not ics.requests:  # node 1's fetch is in flight...
-                await asyncio.sleep(0.01)
+            async with asyncio.timeout(10):  # a fetch that never starts fails here, not at the suite's limit
+                while not ics.requests and not first.done():  # node 1's fetch is in flight...
+                    await asyncio.sleep(0.01)
             assert await refresh_due(nodes[1], session) == 0  # ...so node 2 finds nothing due
             await first
         assert len(ics.requests) == 1
