@@ -1,10 +1,12 @@
-"""Calendar feeds: a therapist's secret subscription URL, a client's .ics, and external busy calendars.
+"""Calendar feeds: a therapist's secret subscription URLs (the `feeds` table) and a client's .ics.
 
 A feed URL is a bearer secret (`trf_` + 192 random bits) stored only as a hash. Calendar
 apps poll it every few minutes, so the common answer must be cheap: the ETag is a hash of
 the feed's inputs computed by one aggregate query (no rendering), `If-None-Match` gets a
 304 straight away, and rendered bodies are kept in a small per-node cache keyed by ETag.
 The body is a pure function of those inputs (see calendars.ical), so the ETag is strong.
+What a feed reads of a booking is `calendars.ical.FeedEvent`, which has no field for a
+client's email or phone, a booking key or a join link: no tier can leak what is not there.
 """
 
 from __future__ import annotations
@@ -14,31 +16,28 @@ import datetime as dt
 import hashlib
 import uuid
 from collections import OrderedDict
-from typing import Annotated, Literal
 
 import asyncpg
 import msgspec
 from aiohttp import web
-from msgspec import Meta
 
-from broker import audit, bookings, busy_calendars, credentials
-from broker.api import ApiRoutes, Param, read_json, respond
-from broker.auth import parse_uuid, require_booking_access, require_therapist
-from broker.problems import Problem, not_found
-from broker.routes_scheduling import SLUG
-from broker.state import API_ROUTES, CLOCK, POOL, SETTINGS
+from broker import audit, bookings, credentials, therapists
+from broker.database import Executor, record_to
+from broker.errors import Conflict, NotFound
+from broker.principals import Principal
 from calendars import ical
+from calendars.ical import Privacy
 
 MAX_FEEDS = 20
 LOOKBACK = dt.timedelta(days=30)
 # Bookings are only ever made within a session type's horizon (at most 730 days).
 LOOKAHEAD = dt.timedelta(days=800)
 REFRESH = dt.timedelta(minutes=15)
-CACHE_SECONDS = 300
 RENDER_VERSION = "1"
-CALENDAR_TYPE = "text/calendar"
 
-INSERT_FEED = "INSERT INTO feeds (id, therapist_id, token_hash, privacy) VALUES ($1, $2, $3, $4) RETURNING created_at"
+INSERT_FEED = """
+INSERT INTO feeds (id, therapist_id, token_hash, privacy) VALUES ($1, $2, $3, $4) RETURNING id, privacy, created_at
+"""
 COUNT_FEEDS = "SELECT count(*) FROM feeds WHERE therapist_id = $1 AND revoked_at IS NULL"
 SELECT_FEEDS = """
 SELECT id, privacy, created_at FROM feeds WHERE therapist_id = $1 AND revoked_at IS NULL ORDER BY created_at, id
@@ -46,11 +45,7 @@ SELECT id, privacy, created_at FROM feeds WHERE therapist_id = $1 AND revoked_at
 REVOKE_FEED = """
 UPDATE feeds SET revoked_at = now() WHERE id = $1 AND therapist_id = $2 AND revoked_at IS NULL RETURNING id
 """
-SELECT_FEED_BY_TOKEN = """
-SELECT f.id, f.privacy, f.therapist_id, t.name AS therapist_name
-FROM feeds f JOIN therapists t ON t.id = f.therapist_id
-WHERE f.token_hash = $1 AND f.revoked_at IS NULL
-"""
+SELECT_FEED_BY_TOKEN = "SELECT id, privacy, therapist_id FROM feeds WHERE token_hash = $1 AND revoked_at IS NULL"
 # What the feed's body depends on, cheap to aggregate (no rendering, no string building per row):
 # every write to a booking bumps its updated_at, so the sum of hashes of (id, updated_at) changes
 # when a booking in the window is added, moved or cancelled (it leaves the set); the session
@@ -66,42 +61,48 @@ FROM bookings b
 WHERE b.therapist_id = $1 AND b.status = 'confirmed'
   AND b.starts_at >= $2::timestamptz - interval '1 day' AND b.starts_at < $3 AND b.ends_at > $2
 """
-FEED_ROWS = """
-SELECT b.id, b.starts_at, b.ends_at, b.sequence, b.created_at, b.updated_at, b.client_name,
-       st.name AS session_type_name
+# The feed's own projection of bookings: exactly the fields of `ical.FeedEvent`, nothing more.
+FEED_EVENTS = """
+SELECT b.id::text AS booking_id, b.starts_at AS start, b.ends_at AS end, b.sequence,
+       b.created_at AS created, b.updated_at AS updated, st.name AS session_type, b.client_name
 FROM bookings b JOIN session_types st ON st.id = b.session_type_id
 WHERE b.therapist_id = $1 AND b.status = 'confirmed'
   AND b.starts_at >= $2::timestamptz - interval '1 day' AND b.starts_at < $3 AND b.ends_at > $2
 ORDER BY b.starts_at, b.id
 """
 
-routes = ApiRoutes("calendars")
-FEED_ID = Param("id", "path", "Feed id", required=True)
-PrivacyTier = Literal["busy", "initials", "full"]
 
+class Feed(msgspec.Struct, frozen=True):
+    """An active feed as its therapist sees it listed (the URL is never shown again)."""
 
-class FeedIn(msgspec.Struct, forbid_unknown_fields=True):
-    privacy: Annotated[
-        PrivacyTier, Meta(description="busy: only 'Busy'; initials: session type and client initials; full: + name")
-    ]
-
-
-class FeedCreated(msgspec.Struct):
-    id: str
-    url: Annotated[str, Meta(description="the secret feed address; shown once, stored only as a hash")]
-    webcal_url: str
-    privacy: PrivacyTier
+    id: uuid.UUID
+    privacy: Privacy
     created_at: dt.datetime
 
 
-class FeedOut(msgspec.Struct):
-    id: str
-    privacy: PrivacyTier
-    created_at: dt.datetime
+class NewFeed(msgspec.Struct, frozen=True):
+    """A feed just created, with its secret token: handed out once."""
+
+    feed: Feed
+    token: str
 
 
-class FeedList(msgspec.Struct):
-    feeds: list[FeedOut]
+class _FeedOwner(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    privacy: Privacy
+    therapist_id: uuid.UUID
+
+
+class _Digest(msgspec.Struct, frozen=True):
+    n: int
+    digest: str
+
+
+class FeedAnswer(msgspec.Struct, frozen=True):
+    """A poll's answer: the ETag, and the body unless the caller's copy is current (`body` None: 304)."""
+
+    etag: str
+    body: bytes | None
 
 
 class FeedCache:
@@ -114,6 +115,7 @@ class FeedCache:
         self._bytes = 0
 
     def get(self, feed_id: uuid.UUID, etag: str) -> bytes | None:
+        """The cached body of this feed if it was rendered for this ETag."""
         entry = self._entries.get(feed_id)
         if entry is None or entry[0] != etag:
             return None
@@ -121,6 +123,7 @@ class FeedCache:
         return entry[1]
 
     def put(self, feed_id: uuid.UUID, etag: str, body: bytes) -> None:
+        """Keep a rendered body (not one larger than a quarter of the budget), evicting the oldest."""
         self.drop(feed_id)
         if len(body) > self.max_bytes // 4:
             return
@@ -131,83 +134,44 @@ class FeedCache:
             self._bytes -= len(old)
 
     def drop(self, feed_id: uuid.UUID) -> None:
+        """Forget a feed's body (it was revoked)."""
         entry = self._entries.pop(feed_id, None)
         if entry is not None:
             self._bytes -= len(entry[1])
 
 
+# Per node: a node that loses it only renders again.
 FEED_CACHE = web.AppKey("feed_cache", FeedCache)
 
 
 def feed_urls(origin: str, token: str) -> tuple[str, str]:
+    """The feed's https URL and the same as webcal:// (which calendar apps open as a subscription)."""
     url = f"{origin}/calendar/{token}.ics"
     return url, "webcal://" + url.split("://", 1)[1]
 
 
-@routes.route(
-    "POST",
-    "/api/v1/therapists/{slug}/feeds",
-    summary="Create a calendar subscription feed with a privacy tier; its URL is shown once",
-    auth="therapist",
-    body=FeedIn,
-    response=FeedCreated,
-    status=201,
-    params=[SLUG],
-    errors=(401, 403, 404, 409, 422),
-)
-async def create_feed(request: web.Request) -> web.Response:
-    _, therapist = await require_therapist(request, request.match_info["slug"])
-    body = await read_json(request, FeedIn)
-    assert body is not None
+async def create(pool: asyncpg.Pool, therapist_id: uuid.UUID, privacy: Privacy) -> NewFeed:
+    """A new feed with a fresh token; Conflict `too_many_feeds` beyond MAX_FEEDS active ones."""
     token = credentials.new_secret(credentials.FEED_TOKEN)
-    feed_id = uuid.uuid4()
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        await conn.execute("SELECT 1 FROM therapists WHERE id = $1 FOR UPDATE", therapist["id"])
-        if await conn.fetchval(COUNT_FEEDS, therapist["id"]) >= MAX_FEEDS:
-            raise Problem(409, "too_many_feeds", f"At most {MAX_FEEDS} feeds; revoke one you no longer use.")
-        created = await conn.fetchval(
-            INSERT_FEED, feed_id, therapist["id"], credentials.secret_hash(token), body.privacy
-        )
-    request.app.logger.info("feed %s created for therapist %s", feed_id, therapist["id"])
-    url, webcal = feed_urls(request.app[SETTINGS].origin, token)
-    out = FeedCreated(id=str(feed_id), url=url, webcal_url=webcal, privacy=body.privacy, created_at=created)
-    return respond(out, status=201)
+    async with pool.acquire() as conn, conn.transaction():
+        await therapists.lock(conn, therapist_id)
+        if await conn.fetchval(COUNT_FEEDS, therapist_id) >= MAX_FEEDS:
+            raise Conflict(f"At most {MAX_FEEDS} feeds; revoke one you no longer use.", code="too_many_feeds")
+        row = await conn.fetchrow(INSERT_FEED, uuid.uuid4(), therapist_id, credentials.secret_hash(token), privacy)
+    feed = record_to(Feed, row)
+    return NewFeed(feed=feed, token=token)
 
 
-@routes.route(
-    "GET",
-    "/api/v1/therapists/{slug}/feeds",
-    summary="The therapist's active feeds (without their secret URLs)",
-    auth="therapist",
-    response=FeedList,
-    params=[SLUG],
-    errors=(401, 403, 404),
-)
-async def list_feeds(request: web.Request) -> web.Response:
-    _, therapist = await require_therapist(request, request.match_info["slug"])
-    rows = await request.app[POOL].fetch(SELECT_FEEDS, therapist["id"])
-    return respond(
-        FeedList(feeds=[FeedOut(id=str(r["id"]), privacy=r["privacy"], created_at=r["created_at"]) for r in rows])
-    )
+async def active(conn: Executor, therapist_id: uuid.UUID) -> list[Feed]:
+    """A therapist's feeds that have not been revoked, oldest first."""
+    return [record_to(Feed, r) for r in await conn.fetch(SELECT_FEEDS, therapist_id)]
 
 
-@routes.route(
-    "DELETE",
-    "/api/v1/therapists/{slug}/feeds/{id}",
-    summary="Revoke a feed; its URL answers 404 from then on",
-    auth="therapist",
-    status=204,
-    params=[SLUG, FEED_ID],
-    errors=(401, 403, 404),
-)
-async def revoke_feed(request: web.Request) -> web.Response:
-    _, therapist = await require_therapist(request, request.match_info["slug"])
-    feed_id = parse_uuid(request.match_info["id"], "feed")
-    if await request.app[POOL].fetchval(REVOKE_FEED, feed_id, therapist["id"]) is None:
-        raise not_found("feed")
-    request.app[FEED_CACHE].drop(feed_id)
-    request.app.logger.info("feed %s revoked", feed_id)
-    return web.Response(status=204)
+async def revoke(conn: Executor, cache: FeedCache, therapist_id: uuid.UUID, feed_id: uuid.UUID) -> None:
+    """Revoke one of the therapist's feeds: its URL answers 404 from then on. NotFound if none."""
+    if await conn.fetchval(REVOKE_FEED, feed_id, therapist_id) is None:
+        raise NotFound("feed")
+    cache.drop(feed_id)
 
 
 def _window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -216,14 +180,12 @@ def _window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return start, start + LOOKAHEAD
 
 
-def _etag(feed: asyncpg.Record, origin: str, start: dt.datetime, n: int, digest: str) -> str:
-    material = "|".join(
-        (RENDER_VERSION, str(feed["id"]), feed["privacy"], feed["therapist_name"], origin, start.isoformat())
-    )
-    return '"' + hashlib.sha256(f"{material}|{n}|{digest}".encode()).hexdigest()[:32] + '"'
+def _etag(feed: _FeedOwner, therapist_name: str, origin: str, start: dt.datetime, totals: _Digest) -> str:
+    material = "|".join((RENDER_VERSION, str(feed.id), feed.privacy, therapist_name, origin, start.isoformat()))
+    return '"' + hashlib.sha256(f"{material}|{totals.n}|{totals.digest}".encode()).hexdigest()[:32] + '"'
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
+def matches(if_none_match: str | None, etag: str) -> bool:
     """RFC 9110 13.1.2: weak comparison, a list of tags, or `*`."""
     if not if_none_match:
         return False
@@ -231,94 +193,49 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return any(t == "*" or t.removeprefix("W/") == etag for t in tags)
 
 
-def _feed_events(rows: list[asyncpg.Record]) -> list[ical.FeedEvent]:
-    return [
-        ical.FeedEvent(
-            booking_id=str(r["id"]),
-            start=r["starts_at"],
-            end=r["ends_at"],
-            sequence=r["sequence"],
-            created=r["created_at"],
-            updated=r["updated_at"],
-            session_type=r["session_type_name"],
-            client_name=r["client_name"],
-        )
-        for r in rows
-    ]
+async def poll(
+    pool: asyncpg.Pool, cache: FeedCache, token: str, *, origin: str, now: dt.datetime, if_none_match: str | None
+) -> FeedAnswer:
+    """A calendar app's poll of a feed URL: its body, or only the ETag when the app's copy is current.
 
-
-async def serve_feed(request: web.Request) -> web.Response:
-    """GET /calendar/{token}.ics: the feed, or 304 when the caller's copy is current. Unknown/revoked: 404."""
-    token = request.match_info["token"]
+    NotFound for a token that is unknown or revoked (or not a feed token at all)."""
     if not token.startswith(credentials.FEED_TOKEN):
-        raise not_found("feed")
-    app = request.app
-    origin = app[SETTINGS].origin
-    start, end = _window(app[CLOCK].now())
-    rows: list[asyncpg.Record] = []
-    async with app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        feed = await conn.fetchrow(SELECT_FEED_BY_TOKEN, credentials.secret_hash(token))
-        if feed is None:
-            raise not_found("feed")
-        totals = await conn.fetchrow(FEED_DIGEST, feed["therapist_id"], start, end)
-        etag = _etag(feed, origin, start, totals["n"], totals["digest"])
-        headers = {"ETag": etag, "Cache-Control": f"private, max-age={CACHE_SECONDS}"}
-        if _matches(request.headers.get("If-None-Match"), etag):
-            return web.Response(status=304, headers=headers)
-        body = app[FEED_CACHE].get(feed["id"], etag)
-        if body is None:
-            rows = list(await conn.fetch(FEED_ROWS, feed["therapist_id"], start, end))
-    if body is None:
-        info = ical.FeedInfo(
-            therapist_name=feed["therapist_name"], privacy=feed["privacy"], origin=origin, refresh=REFRESH
-        )
-        body = await asyncio.to_thread(ical.render_feed, _feed_events(rows), info)
-        app[FEED_CACHE].put(feed["id"], etag, body)
-    headers["Content-Disposition"] = 'inline; filename="teleroom.ics"'
-    return web.Response(body=body, headers=headers, content_type=CALENDAR_TYPE, charset="utf-8")
+        raise NotFound("feed")
+    start, end = _window(now)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await conn.fetchrow(SELECT_FEED_BY_TOKEN, credentials.secret_hash(token))
+        if row is None:
+            raise NotFound("feed")
+        feed = record_to(_FeedOwner, row)
+        therapist = await therapists.by_id(conn, feed.therapist_id)
+        totals = record_to(_Digest, await conn.fetchrow(FEED_DIGEST, feed.therapist_id, start, end))
+        etag = _etag(feed, therapist.name, origin, start, totals)
+        if matches(if_none_match, etag):
+            return FeedAnswer(etag=etag, body=None)
+        body = cache.get(feed.id, etag)
+        if body is not None:
+            return FeedAnswer(etag=etag, body=body)
+        events = [record_to(ical.FeedEvent, r) for r in await conn.fetch(FEED_EVENTS, feed.therapist_id, start, end)]
+    info = ical.FeedInfo(therapist_name=therapist.name, privacy=feed.privacy, origin=origin, refresh=REFRESH)
+    body = await asyncio.to_thread(ical.render_feed, events, info)
+    cache.put(feed.id, etag, body)
+    return FeedAnswer(etag=etag, body=body)
 
 
-@routes.route(
-    "GET",
-    "/api/v1/bookings/{id}/ics",
-    summary="The booking as one calendar event for the client (links carry no key)",
-    auth=("booking", "therapist"),
-    params=[Param("id", "path", "Booking id", required=True)],
-    errors=(401, 404),
-    content_type=CALENDAR_TYPE,
-)
-async def booking_ics(request: web.Request) -> web.Response:
-    booking_id = parse_uuid(request.match_info["id"], "booking")
-    principal = await require_booking_access(request, booking_id)
-    pool = request.app[POOL]
-    row = await bookings.fetch_booking(pool, booking_id)
-    await audit.record(pool, principal, "booking.ics", booking_id=booking_id, therapist_id=row["therapist_id"])
+async def client_ics(conn: Executor, booking_id: uuid.UUID, reader: Principal, origin: str) -> bytes:
+    """A booking as one event for the client's own calendar (links carry no key); the read is audited."""
+    booking = await bookings.get(conn, booking_id)
+    await audit.record(conn, reader, "booking.ics", booking_id=booking_id, therapist_id=booking.therapist_id)
     event = ical.ClientEvent(
-        booking_id=str(row["id"]),
-        start=row["starts_at"],
-        end=row["ends_at"],
-        sequence=row["sequence"],
-        created=row["created_at"],
-        updated=row["updated_at"],
-        session_type=row["session_type_name"],
-        therapist_name=row["therapist_name"],
-        origin=request.app[SETTINGS].origin,
-        cancelled=row["status"] == "cancelled",
+        booking_id=str(booking.id),
+        start=booking.starts_at,
+        end=booking.ends_at,
+        sequence=booking.sequence,
+        created=booking.created_at,
+        updated=booking.updated_at,
+        session_type=booking.session_type_name,
+        therapist_name=booking.therapist_name,
+        origin=origin,
+        cancelled=booking.status == "cancelled",
     )
-    return web.Response(
-        body=ical.render_client_event(event),
-        content_type=CALENDAR_TYPE,
-        charset="utf-8",
-        headers={"Content-Disposition": 'attachment; filename="teleroom-session.ics"'},
-    )
-
-
-def setup(app: web.Application) -> None:
-    """Mount feeds, the client .ics and busy calendars; register external busy time as a busy source."""
-
-    app[FEED_CACHE] = FeedCache()
-    app[API_ROUTES].append(routes)
-    routes.install(app)
-    # The match_info key must be `token`: the access logger then logs the route pattern, not the secret.
-    app.router.add_get("/calendar/{token}.ics", serve_feed)
-    busy_calendars.setup(app)
+    return ical.render_client_event(event)

@@ -1,8 +1,8 @@
 """External calendars to busy time: parse an iCalendar file into UTC spans within a window.
 
-Pure: bytes in, spans out; the fetching lives in broker.busy_calendars. Recurrence (RRULE,
-RDATE, EXDATE and overridden occurrences by RECURRENCE-ID, RFC 5545 3.8.5 and 3.8.4.4) is
-expanded by recurring-ical-events; this module decides what counts as busy:
+Pure: bytes in, spans out; the fetching lives in broker.calendar_fetch and broker.busy_calendars.
+Recurrence (RRULE, RDATE, EXDATE and overridden occurrences by RECURRENCE-ID, RFC 5545 3.8.5 and
+3.8.4.4) is expanded by recurring-ical-events; this module decides what counts as busy:
 
 * TRANSP:TRANSPARENT (3.8.2.7) is free time and STATUS:CANCELLED (3.8.1.11) is no event,
   judged per occurrence, so one cancelled instance of a weekly series frees only that week;

@@ -14,10 +14,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from broker.busy_calendars import CalendarFetchError, address_refused, mask_url, normalise_redirect
+from broker.calendar_fetch import CalendarFetchError, address_refused, mask_url, normalise_redirect
 from broker.clock import Clock
-from broker.settings import Settings
-from broker.state import SETTINGS
+from broker.settings import SETTINGS, Settings
 from tests.support import Api
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -354,7 +353,8 @@ async def test_a_due_calendar_is_fetched_once_when_two_nodes_reach_for_it(
     import aiohttp
 
     from broker.app import create_app
-    from broker.busy_calendars import GuardedResolver, refresh_due
+    from broker.busy_calendars import refresh_due
+    from broker.calendar_fetch import GuardedResolver
     from tests.support import free_port
 
     ics.body = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nEND:VCALENDAR\r\n"

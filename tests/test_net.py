@@ -8,9 +8,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from broker.net import client_address
-from broker.settings import Settings, SettingsError
-from broker.state import SETTINGS
+from broker.http.ratelimit import client_address
+from broker.settings import SETTINGS, Settings, SettingsError
 
 
 def _request(peer: str, forwarded: str | None, trusted: tuple[str, ...]) -> web.Request:
