@@ -1,4 +1,4 @@
-"""Subcommands this package adds to `teleroom` (appended to broker.cli.EXTRA_COMMANDS on import).
+"""The signaling package's subcommand of `teleroom` (`broker.cli` calls `add_commands`).
 
 `teleroom probe URL [--token TOKEN]` checks a deployment end to end, the way a participant would:
 /healthz and /readyz answer, the echo peer reaches a DTLS-connected WebRTC session whose video
@@ -18,11 +18,15 @@ from typing import Any
 
 import aiohttp
 
-from broker.cli import EXTRA_COMMANDS
+from broker.cli_support import Subcommands
+from broker.settings import add_flags
 from signaling.participant import Participant, echo_check
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
+def add_commands(sub: Subcommands) -> None:
+    """Add `probe`."""
+    parser = sub.add_parser("probe", help="check a deployment end to end: health, WebRTC echo, and a room join")
+    add_flags(parser, "data_dir")  # unused, but every subcommand has always accepted it
     parser.add_argument("url", help="the service's public origin, e.g. https://teleroom.example.org")
     parser.add_argument(
         "--token",
@@ -30,6 +34,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "which keeps it out of the process list",
     )
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds to allow each step (default 20)")
+    parser.set_defaults(run=_run)
 
 
 def _room_of(token: str) -> str | None:
@@ -101,8 +106,3 @@ def _run(args: argparse.Namespace) -> int:
     if token == "-":
         token = sys.stdin.readline().strip()
     return 0 if asyncio.run(probe(args.url, token, args.timeout)) else 1
-
-
-EXTRA_COMMANDS.append(
-    ("probe", "check a deployment end to end: health, WebRTC echo, and a room join", _configure, _run)
-)
