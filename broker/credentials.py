@@ -1,7 +1,8 @@
 """Secrets we hand out: random bearer strings with a readable prefix, stored only as hashes.
 
 The prefixes make a leaked string easy to recognise and scan for:
-`trk_` booking key, `tra_` therapist API token, `trf_` feed token, `trm_` admin token.
+`trk_` booking key, `tra_` therapist API token, `trf_` feed token, `trm_` admin token,
+`tri_` invite link, `trr_` password reset link, `trs_` dashboard session (the cookie's value).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ BOOKING_KEY = "trk_"
 API_TOKEN = "tra_"
 FEED_TOKEN = "trf_"
 ADMIN_TOKEN = "trm_"
+INVITE_LINK = "tri_"
+RESET_LINK = "trr_"
+SESSION = "trs_"
 
 # 24 random bytes: 192 bits, comfortably above the 128 the design asks for.
 _RANDOM_BYTES = 24

@@ -25,9 +25,9 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from broker.auth import bearer
-from broker.problems import Problem
-from broker.state import SETTINGS
+from broker.errors import Forbidden
+from broker.http.auth import bearer
+from broker.settings import SETTINGS
 from web.sessions import cookie_secret
 
 HEADER = "X-CSRF-Token"
@@ -38,6 +38,7 @@ _PASSED: web.RequestKey[bool] = web.RequestKey("teleroom_csrf_passed")
 
 
 def token_for(secret: str) -> str:
+    """The CSRF token bound to a session cookie's secret."""
     digest = hashlib.sha256(b"teleroom csrf v1\0" + secret.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
@@ -48,11 +49,11 @@ def token(request: web.BaseRequest) -> str:
     return token_for(secret) if secret is not None else ""
 
 
-def failed() -> Problem:
-    return Problem(
-        403,
-        "csrf_failed",
+def failed() -> Forbidden:
+    """403 `csrf_failed`: the request did not prove it came from one of our pages."""
+    return Forbidden(
         "This request did not come from a Teleroom page (the CSRF token is missing or wrong). Reload and try again.",
+        code="csrf_failed",
     )
 
 
@@ -63,6 +64,7 @@ def passed(request: web.Request) -> bool:
 
 
 def require(request: web.Request) -> None:
+    """Raise `failed()` unless the request passed (see `passed`)."""
     if not passed(request):
         raise failed()
 
@@ -74,6 +76,7 @@ def _same_origin(request: web.Request, origin: str) -> bool:
 
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a foreign Origin at once; note whether the token matched for `require` to decide."""
     secret = cookie_secret(request)
     if request.method in UNSAFE and secret is not None and bearer(request) is None:
         origin = request.headers.get("Origin")

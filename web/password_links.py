@@ -3,24 +3,31 @@
 The link carries its secret in the URL fragment (`/invite#t=...`), which browsers never send to a
 server, a log or a Referer; the page's script sends it as a bearer token. Only its SHA-256 is
 stored. A link works once and until it expires; issuing a new link retires the therapist's
-earlier unused ones.
+earlier unused ones. This module owns the `password_links` table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
 import uuid
-from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
+import msgspec
 
 from broker import credentials
-from broker.problems import Problem
+from broker.database import Executor, record_to
+from broker.errors import Gone, NotFound
+from broker.settings import Settings
+from broker.therapists import NewTherapist
+from web import passwords
+
+log = logging.getLogger("teleroom.accounts")
 
 Purpose = Literal["invite", "reset"]
-PREFIX: dict[Purpose, str] = {"invite": "tri_", "reset": "trr_"}
+PREFIX: dict[Purpose, str] = {"invite": credentials.INVITE_LINK, "reset": credentials.RESET_LINK}
 LIFETIME: dict[Purpose, dt.timedelta] = {
     "invite": dt.timedelta(days=7),
     # Longer than the usual hour: there is no mailer yet, so a person has to pass the link on.
@@ -31,32 +38,30 @@ RETIRE_OPEN_LINKS = "UPDATE password_links SET used_at = $2 WHERE therapist_id =
 INSERT_LINK = """
 INSERT INTO password_links (token_hash, therapist_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
 """
-SELECT_LINK = """
-SELECT l.therapist_id, l.purpose, l.expires_at, l.used_at, t.email, t.name
-FROM password_links l JOIN therapists t ON t.id = l.therapist_id
-WHERE l.token_hash = $1
-"""
+SELECT_LINK = "SELECT therapist_id, purpose, expires_at, used_at FROM password_links WHERE token_hash = $1"
 USE_LINK = """
 UPDATE password_links SET used_at = $2
 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
-RETURNING therapist_id, purpose
+RETURNING therapist_id, purpose, expires_at, used_at
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
+class Link(msgspec.Struct, frozen=True):
+    """A stored link (never its secret)."""
+
     therapist_id: uuid.UUID
     purpose: Purpose
     expires_at: dt.datetime
-    email: str
-    name: str
+    used_at: dt.datetime | None
 
 
 def url(origin: str, purpose: Purpose, secret: str) -> str:
+    """The address to hand the therapist: the secret rides in the fragment, never the query."""
     return f"{origin}/{purpose}#t={secret}"
 
 
 def looks_like_link_secret(value: str) -> bool:
+    """True for a string shaped like one of our link secrets (checked before any lookup)."""
     return any(value.startswith(prefix) for prefix in PREFIX.values()) and len(value) <= 100
 
 
@@ -71,34 +76,50 @@ async def issue(conn: asyncpg.Connection, therapist_id: uuid.UUID, purpose: Purp
     return secret
 
 
-def _problem(row: asyncpg.Record | None, now: dt.datetime) -> Problem | None:
-    if row is None:
-        return Problem(404, "link_unknown", "This link is not valid. Check that you copied all of it.")
-    if row["used_at"] is not None:
-        return Problem(410, "link_used", "This link has already been used. Ask for a new one with “Forgot password”.")
-    if row["expires_at"] <= now:
-        return Problem(410, "link_expired", "This link has expired. Ask for a new one with “Forgot password”.")
-    return None
+async def purpose_for(conn: Executor, therapist_id: uuid.UUID) -> Purpose:
+    """Which link a therapist who lost theirs needs: an invite until a password exists, then a reset."""
+    return "reset" if await passwords.is_set(conn, therapist_id) else "invite"
 
 
-async def inspect(conn: asyncpg.Pool | asyncpg.Connection, secret: str, now: dt.datetime) -> Link:
-    """The open link for `secret`; 404 `link_unknown`, 410 `link_used` or `link_expired` otherwise."""
-    row = await conn.fetchrow(SELECT_LINK, credentials.secret_hash(secret))
-    problem = _problem(row, now)
-    if problem is not None:
-        raise problem
-    assert row is not None
-    return Link(row["therapist_id"], row["purpose"], row["expires_at"], row["email"], row["name"])
+async def invite_on_create(
+    conn: asyncpg.Connection, settings: Settings, created: NewTherapist, now: dt.datetime
+) -> NewTherapist:
+    """THERAPIST_CREATED hook: the new therapist's answer gains a one-time invite link (valid 7 days).
+
+    Issued on the creating connection, inside its transaction: no therapist without a link."""
+    secret = await issue(conn, created.therapist.id, "invite", now)
+    log.info("invite link issued for therapist %s", created.therapist.id)
+    return msgspec.structs.replace(created, invite_url=url(settings.origin, "invite", secret))
 
 
-async def use(conn: asyncpg.Connection, secret: str, now: dt.datetime) -> tuple[uuid.UUID, Purpose]:
+def _check_open(link: Link | None, now: dt.datetime) -> Link:
+    if link is None:
+        raise NotFound(code="link_unknown", detail="This link is not valid. Check that you copied all of it.")
+    if link.used_at is not None:
+        raise Gone("This link has already been used. Ask for a new one with “Forgot password”.", code="link_used")
+    if link.expires_at <= now:
+        raise Gone("This link has expired. Ask for a new one with “Forgot password”.", code="link_expired")
+    return link
+
+
+async def _find(conn: Executor, digest: bytes) -> Link | None:
+    row = await conn.fetchrow(SELECT_LINK, digest)
+    return None if row is None else record_to(Link, row)
+
+
+async def inspect(conn: Executor, secret: str, now: dt.datetime) -> Link:
+    """The open link for `secret`; NotFound `link_unknown`, Gone `link_used` or `link_expired` otherwise."""
+    return _check_open(await _find(conn, credentials.secret_hash(secret)), now)
+
+
+async def use(conn: asyncpg.Connection, secret: str, now: dt.datetime) -> Link:
     """Spend the link (once, atomically: two tabs racing get one success); raises like `inspect`."""
     digest = credentials.secret_hash(secret)
     row = await conn.fetchrow(USE_LINK, digest, now)
     if row is None:
-        problem = _problem(await conn.fetchrow(SELECT_LINK, digest), now)
-        raise problem or Problem(410, "link_used", "This link has already been used.")
-    return row["therapist_id"], row["purpose"]
+        _check_open(await _find(conn, digest), now)
+        raise Gone("This link has already been used.", code="link_used")  # spent between the two reads
+    return record_to(Link, row)
 
 
 def announce(therapist_id: uuid.UUID, purpose: Purpose, link: str) -> None:

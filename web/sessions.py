@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
-import asyncpg
 from aiohttp import web
 
 from broker import credentials
-from broker.settings import Settings
-from broker.state import CLOCK, POOL, SETTINGS
+from broker.clock import CLOCK
+from broker.database import POOL, Executor
+from broker.settings import SETTINGS, Settings
 
 COOKIE = "teleroom_session"
-PREFIX = "trs_"
 ABSOLUTE_LIFETIME = dt.timedelta(hours=12)
 KEEP_ENDED = dt.timedelta(days=7)
-_SHAPE = re.compile(r"^trs_[A-Za-z0-9_-]{24,64}$")
+_SHAPE = re.compile(rf"^{re.escape(credentials.SESSION)}[A-Za-z0-9_-]{{24,64}}$")
+
+# Why a session ended (the `web_sessions.end_reason` column's check constraint lists the same).
+EndReason = Literal["logout", "idle", "expired", "password_changed"]
 
 INSERT_SESSION = """
 INSERT INTO web_sessions (id_hash, therapist_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)
@@ -58,7 +60,7 @@ class SessionState:
 
     secret: str | None
     therapist_id: uuid.UUID | None = None
-    ended: str | None = None
+    ended: EndReason | None = None
 
     @property
     def live(self) -> bool:
@@ -69,7 +71,8 @@ _STATE: web.RequestKey[SessionState] = web.RequestKey("teleroom_session_state")
 
 
 def new_secret() -> str:
-    return PREFIX + secrets.token_urlsafe(24)
+    """A fresh cookie value (also the pre-login cookie that binds a login form's CSRF token)."""
+    return credentials.new_secret(credentials.SESSION)
 
 
 def cookie_secret(request: web.BaseRequest) -> str | None:
@@ -89,11 +92,11 @@ async def resolve(request: web.Request) -> SessionState:
         now = request.app[CLOCK].now()
         idle_since = now - dt.timedelta(minutes=request.app[SETTINGS].session_idle_minutes)
         digest = credentials.secret_hash(secret)
-        therapist_id = await pool.fetchval(TOUCH_SESSION, digest, now, idle_since)
+        therapist_id: uuid.UUID | None = await pool.fetchval(TOUCH_SESSION, digest, now, idle_since)
         if therapist_id is not None:
             state = SessionState(secret, therapist_id=therapist_id)
         else:
-            reason = await pool.fetchval(END_STALE_SESSION, digest, now, idle_since)
+            reason: EndReason | None = await pool.fetchval(END_STALE_SESSION, digest, now, idle_since)
             if reason is None:
                 reason = await pool.fetchval(SELECT_END_REASON, digest)
             state = SessionState(secret, ended=reason)
@@ -101,7 +104,7 @@ async def resolve(request: web.Request) -> SessionState:
     return state
 
 
-async def start(conn: asyncpg.Connection | asyncpg.Pool, therapist_id: uuid.UUID, now: dt.datetime) -> str:
+async def start(conn: Executor, therapist_id: uuid.UUID, now: dt.datetime) -> str:
     """A new session (never the pre-login cookie's value: no session fixation). Returns the secret."""
     secret = new_secret()
     await conn.execute(INSERT_SESSION, credentials.secret_hash(secret), therapist_id, now, now + ABSOLUTE_LIFETIME)
@@ -109,12 +112,14 @@ async def start(conn: asyncpg.Connection | asyncpg.Pool, therapist_id: uuid.UUID
     return secret
 
 
-async def end(conn: asyncpg.Pool | asyncpg.Connection, secret: str, now: dt.datetime, reason: str) -> uuid.UUID | None:
+async def end(conn: Executor, secret: str, now: dt.datetime, reason: EndReason) -> uuid.UUID | None:
+    """End the cookie's session; returns whose it was, if it was live."""
     therapist_id: uuid.UUID | None = await conn.fetchval(END_SESSION, credentials.secret_hash(secret), now, reason)
     return therapist_id
 
 
-async def end_all(conn: asyncpg.Connection, therapist_id: uuid.UUID, now: dt.datetime, reason: str) -> None:
+async def end_all(conn: Executor, therapist_id: uuid.UUID, now: dt.datetime, reason: EndReason) -> None:
+    """End every live session of the therapist (their password changed)."""
     await conn.execute(END_ALL_SESSIONS, therapist_id, now, reason)
 
 
@@ -124,4 +129,5 @@ def set_cookie(response: web.StreamResponse, secret: str, settings: Settings) ->
 
 
 def clear_cookie(response: web.StreamResponse, settings: Settings) -> None:
+    """Tell the browser to forget the cookie (with the attributes it was set with, or it stays)."""
     response.del_cookie(COOKIE, path="/", httponly=True, samesite="Lax", secure=settings.secure_cookies or None)

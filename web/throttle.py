@@ -2,7 +2,8 @@
 
 After `limits` failures inside `WINDOW` the next attempt is refused until the oldest counted
 failure leaves the window. Emails and addresses are stored as SHA-256 only. Two attempts racing
-can both pass the check: the limit is approximate by one or two, never unbounded.
+can both pass the check: the limit is approximate by one or two, never unbounded. This module
+owns the `login_attempts` table.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import asyncpg
+from broker.database import Executor
 
 Kind = Literal["login", "reset"]
 WINDOW = dt.timedelta(minutes=15)
@@ -46,15 +47,17 @@ PURGE = "DELETE FROM login_attempts WHERE at < $1"
 
 
 def email_key(email: str) -> bytes:
+    """What attempts are counted under for an email (its hash, case and spaces ignored)."""
     return hashlib.sha256(b"email\0" + email.strip().lower().encode()).digest()
 
 
 def address_key(address: str | None) -> bytes:
+    """What attempts are counted under for a client address (its hash)."""
     return hashlib.sha256(b"address\0" + (address or "unknown").encode()).digest()
 
 
 async def retry_after(
-    conn: asyncpg.Pool | asyncpg.Connection,
+    conn: Executor,
     kind: Kind,
     email: bytes,
     address: bytes,
@@ -68,7 +71,7 @@ async def retry_after(
         (NTH_FAILURE_BY_EMAIL, email, limits.per_email),
         (NTH_FAILURE_BY_ADDRESS, address, limits.per_address),
     ):
-        at = await conn.fetchval(query, key, kind, since, limit)
+        at: dt.datetime | None = await conn.fetchval(query, key, kind, since, limit)
         if at is not None:
             waits.append(at + WINDOW - now)
     if not waits:
@@ -77,7 +80,7 @@ async def retry_after(
 
 
 async def record(
-    conn: asyncpg.Pool | asyncpg.Connection,
+    conn: Executor,
     kind: Kind,
     email: bytes,
     address: bytes,
