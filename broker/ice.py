@@ -19,8 +19,10 @@ import msgspec
 from broker.settings import Settings
 
 
-class IceServer(msgspec.Struct, omit_defaults=True):
-    """One RTCIceServer (W3C WebRTC section 4.2.1). `msgspec.to_builtins` turns it into a plain dict."""
+class IceServer(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One entry of RTCConfiguration.iceServers (W3C webrtc-pc, the RTCIceServer dictionary).
+
+    Declared once for both wire formats that carry it: the room-token answer and signaling's `joined`."""
 
     urls: list[str]
     username: str | None = None

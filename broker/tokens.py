@@ -9,12 +9,14 @@ Interface promised to signaling (stable; extend, never rename):
   holds across nodes); a second use raises ``TokenRejected`` with code ``token_replayed``.
 - ``RoomClaims``: frozen; ``jti, room, booking_id, role, participant, name, issued_at,
   expires_at, window_end`` (aware UTC datetimes).
-- ``TokenRejected(Problem)``: ``.code`` is one of ``token_invalid``, ``token_expired``,
+- ``TokenRejected(Unauthenticated)``: ``.code`` is one of ``token_invalid``, ``token_expired``,
   ``token_not_yet_valid``, ``token_wrong_room``, ``token_replayed``.
 - ``KEYRING``: the app's ``KeyRing`` (key cache); pass ``keys=app[KEYRING]`` to skip DB reads.
 - ``participant_id(booking_id, role)``: the same id for every token of one (booking, role), so a
   reconnect with a fresh token is recognisably the same participant.
-- Also: ``broker.attendance.record / was_admitted`` and ``broker.ice.ice_servers``.
+- ``MAX_TOKEN_CHARS``: the longest token anyone need accept (the `join` message's limit).
+- Also: ``broker.attendance`` (record, was_admitted, end_room, room_ended_at) and
+  ``broker.ice`` (``IceServer``, ``ice_servers``).
 
 Why times are checked here and not by python-jose: jose compares ``exp``/``nbf`` with the
 machine's wall clock, and turns ``require_exp``/``require_nbf`` into such checks. The
@@ -34,7 +36,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
 from aiohttp import web
@@ -43,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwk, jwt
 from jose.exceptions import JOSEError
 
-from broker.problems import Problem
+from broker.errors import Forbidden, Unauthenticated
 from broker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ TOKEN_TTL_CEILING = timedelta(seconds=600)
 RETIRE_MARGIN = timedelta(seconds=60)
 # Clock skew tolerated between the node that minted a token and the node that checks it.
 LEEWAY_SECONDS = 5
+# Far above any token we mint: a longer string is refused before anything parses it.
 MAX_TOKEN_CHARS = 4096
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "room", "role", "booking", "window_end")
 
@@ -78,11 +81,18 @@ DELETE_OLD_USES = "DELETE FROM room_token_uses WHERE expires_at < $1"
 KEYS_LOCK_KEY = 0x7E1E_0002
 
 
-class TokenRejected(Problem):
+class TokenRejected(Unauthenticated):
     """A room token that must not open a room. `code` says why; the detail never echoes the token."""
 
-    def __init__(self, code: str, detail: str, status: int = 401) -> None:
-        super().__init__(status, code, detail)
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail, code=code)
+
+
+class TokenForAnotherRoom(Forbidden, TokenRejected):
+    """A valid token presented at the wrong room: the caller is known but may not enter (403)."""
+
+    def __init__(self) -> None:
+        TokenRejected.__init__(self, "token_wrong_room", "The room token is for another room.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +275,23 @@ def participant_id(booking_id: uuid.UUID, role: Role) -> str:
     return f"{role[0]}-{digest[:12]}"
 
 
-def join_window(starts_at: datetime, ends_at: datetime, settings: Settings) -> tuple[datetime, datetime]:
-    """When a room may be entered: TELEROOM_JOIN_EARLY_MINUTES before the start until LATE after the end."""
-    return (
+JoinState = Literal["later", "open", "over"]
+
+
+class JoinWindow(NamedTuple):
+    """When a booking's room may be entered: from `opens_at` until (not including) `closes_at`."""
+
+    opens_at: datetime
+    closes_at: datetime
+
+    def state(self, now: datetime) -> JoinState:
+        """Whether the room is not open yet, open, or over at `now`."""
+        return "later" if now < self.opens_at else "open" if now < self.closes_at else "over"
+
+
+def join_window(starts_at: datetime, ends_at: datetime, settings: Settings) -> JoinWindow:
+    """The one computation of the window: TELEROOM_JOIN_EARLY_MINUTES before the start until LATE after the end."""
+    return JoinWindow(
         starts_at - timedelta(minutes=settings.join_early_minutes),
         ends_at + timedelta(minutes=settings.join_late_minutes),
     )
@@ -404,7 +428,7 @@ def _room_claims(claims: dict[str, Any], now: datetime, room: str | None) -> Roo
     if times["exp"] <= current - LEEWAY_SECONDS:
         raise TokenRejected("token_expired", "The room token has expired; ask for a fresh one.")
     if room is not None and room != text["room"]:
-        raise TokenRejected("token_wrong_room", "The room token is for another room.", status=403)
+        raise TokenForAnotherRoom()
     return RoomClaims(
         jti=text["jti"],
         room=text["room"],

@@ -1,10 +1,11 @@
 """The pre-call check: POST /api/v1/echo/offer answers with an aiortc peer that mirrors the caller.
 
 The caller's own audio and video come back (through aiortc's MediaRelay, no decoding needed
-beyond what aiortc does to forward), and data-channel messages on the negotiated channel id 0
-are echoed. Each echo peer closes itself after 60 seconds or when its connection fails. The
-endpoint is public (a client checks their camera before they have a room token), so it is
-rate-limited per address and the number of echo peers alive at once is bounded.
+beyond what aiortc does to forward), and data-channel messages on the negotiated channel
+(`protocol.DATA_CHANNEL_ID`) are echoed. Each echo peer closes itself after 60 seconds or when
+its connection fails. The endpoint is public (a client checks their camera before they have a
+room token), so it is rate-limited per address and the number of echo peers alive at once is
+bounded.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
-from broker.api import ApiRoutes, read_json, respond
-from broker.net import client_address
-from broker.problems import Problem
-from broker.ratelimit import SlidingWindow
-from broker.state import API_ROUTES
+from broker.errors import InvalidInput, Unavailable
+from broker.http import openapi
+from broker.http.endpoints import ApiRoutes, Call, read_json, respond
+from broker.http.ratelimit import SlidingWindow, client_address
+from signaling import protocol as p
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ LIFETIME_SECONDS = 60.0
 MAX_PEERS = 8
 PER_ADDRESS = 5
 PER_SECONDS = 60.0
-CHANNEL_ID = 0
 
 routes = ApiRoutes("echo")
 
@@ -60,7 +60,7 @@ class EchoPeers:
     async def answer(self, offer: EchoOffer) -> RTCSessionDescription:
         pc = RTCPeerConnection()
         self.peers.add(pc)
-        channel = pc.createDataChannel("teleroom", negotiated=True, id=CHANNEL_ID)
+        channel = pc.createDataChannel(p.DATA_CHANNEL_LABEL, negotiated=True, id=p.DATA_CHANNEL_ID)
 
         @channel.on("message")
         def _echo_message(message: str | bytes) -> None:
@@ -112,20 +112,20 @@ ECHO = web.AppKey("echo_peers", EchoPeers)
     response=EchoAnswer,
     errors=(413, 422, 429, 503),
 )
-async def echo_offer(request: web.Request) -> web.Response:
+async def echo_offer(request: web.Request, call: Call) -> web.Response:
     echo = request.app[ECHO]
     echo.limit.require(client_address(request), f"At most {PER_ADDRESS} echo tests a minute; try again shortly.")
     offer = await read_json(request, EchoOffer)
     assert offer is not None
     if not offer.sdp.startswith("v=0") or "\nm=" not in offer.sdp:
-        raise Problem(422, "invalid_sdp", "The SDP offer must be a session description with media (RFC 8866).")
+        raise InvalidInput("The SDP offer must be a session description with media (RFC 8866).", code="invalid_sdp")
     if len(echo.peers) >= MAX_PEERS:
-        raise Problem(503, "echo_busy", "Too many echo tests are running; try again in a minute.")
+        raise Unavailable("Too many echo tests are running; try again in a minute.", code="echo_busy")
     try:
         answer = await echo.answer(offer)
     except (ValueError, AssertionError, KeyError, IndexError) as exc:
         # aiortc's SDP parser reports bad input with these; none of it is our fault.
-        raise Problem(422, "invalid_sdp", f"The SDP offer could not be used: {type(exc).__name__}.") from None
+        raise InvalidInput(f"The SDP offer could not be used: {type(exc).__name__}.", code="invalid_sdp") from None
     log.info("echo peer started (%d alive)", len(echo.peers))
     return respond(EchoAnswer(type="answer", sdp=answer.sdp))
 
@@ -139,7 +139,6 @@ async def echo_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-
+    """The echo endpoint, and its peers (closed on shutdown)."""
     app.cleanup_ctx.append(echo_ctx)
-    app[API_ROUTES].append(routes)
-    routes.install(app)
+    openapi.mount(app, routes)

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from broker import ice
-from broker.settings import Settings
-from broker.state import CLOCK, DATABASE_URL, POOL, SETTINGS
+from broker.clock import CLOCK
+from broker.database import DATABASE_URL, POOL
+from broker.settings import SETTINGS, Settings
 from broker.tokens import RoomClaims
-from signaling import echo, protocol
+from signaling import echo
 from signaling.hub import Hub
 from signaling.relay import LocalRelay, PostgresRelay, Relay
 from signaling.server import HUB, websocket
@@ -39,14 +40,11 @@ def make_relay(app: web.Application, node: str) -> Relay:
     return PostgresRelay(app[DATABASE_URL], node)
 
 
-def ice_builder(settings: Settings) -> Callable[[RoomClaims], list[protocol.IceServer]]:
+def ice_builder(settings: Settings) -> Callable[[RoomClaims], list[ice.IceServer]]:
     """STUN/TURN entries for a participant (TURN credentials expire with the join window)."""
 
-    def build(claims: RoomClaims) -> list[protocol.IceServer]:
-        return [
-            protocol.IceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-            for s in ice.ice_servers(settings, claims.participant, claims.window_end)
-        ]
+    def build(claims: RoomClaims) -> list[ice.IceServer]:
+        return ice.ice_servers(settings, claims.participant, claims.window_end)
 
     return build
 

@@ -3,8 +3,8 @@
 Used by the tests (two of these meet in a room) and by `teleroom probe`. It needs no camera,
 microphone or media file: `SyntheticVideo` paints frames and aiortc's `AudioStreamTrack` is
 silence. Every admitted peer gets its own `RTCPeerConnection` (a `PeerLink`) with one video and
-one audio track each way and a negotiated data channel (id 0, so neither side has to wait for
-the other to announce it).
+one audio track each way and a negotiated data channel (`protocol.DATA_CHANNEL_ID`, so neither
+side has to wait for the other to announce it).
 
 Negotiation follows the perfect-negotiation roles (W3C webrtc-pc, section 10.4, "Perfect
 Negotiation Example"): the therapist is impolite and ignores an offer that collides with its
@@ -41,8 +41,6 @@ from signaling import protocol as p
 
 log = logging.getLogger(__name__)
 
-CHANNEL_LABEL = "teleroom"
-CHANNEL_ID = 0
 JOIN_ANSWER_SECONDS = 10.0
 
 
@@ -87,7 +85,9 @@ class PeerLink:
         if media:
             self.pc.addTrack(SyntheticVideo())
             self.pc.addTrack(AudioStreamTrack())
-        self.channel: RTCDataChannel = self.pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
+        self.channel: RTCDataChannel = self.pc.createDataChannel(
+            p.DATA_CHANNEL_LABEL, negotiated=True, id=p.DATA_CHANNEL_ID
+        )
         self.channel.on("open", self.channel_open.set)
         self.channel.on("message", self._on_message)
         if self.channel.readyState == "open":

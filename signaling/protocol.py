@@ -15,7 +15,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-Role = Literal["therapist", "client"]
+# Declared by the broker, which hands the same values out in its room-token answer; re-exported
+# here (the `as` form) because they are part of this wire format too.
+from broker.ice import IceServer as IceServer
+from broker.tokens import MAX_TOKEN_CHARS
+from broker.tokens import Role as Role
+
 State = Literal["waiting", "admitted"]
 
 # Identifiers are server-made (UUIDs or short hashes); 64 characters is generous.
@@ -23,7 +28,11 @@ ParticipantId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHAT_CHARS = 2000
 MAX_LOCATION_CHARS = 100
-MAX_TOKEN_CHARS = 4096
+
+# The peer-to-peer data channel, negotiated (no DCEP open message, RFC 8832): both ends create it
+# with this label and id, so neither waits for the other to announce it. The echo peer uses it too.
+DATA_CHANNEL_LABEL = "teleroom"
+DATA_CHANNEL_ID = 0
 
 
 class CloseCode(enum.IntEnum):
@@ -117,14 +126,6 @@ class WaitingParticipant(msgspec.Struct, frozen=True):
     id: str
     name: str
     location: str | None = None
-
-
-class IceServer(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One RTCIceServer entry (W3C webrtc-pc §4.2.2)."""
-
-    urls: list[str]
-    username: str | None = None
-    credential: str | None = None
 
 
 class Joined(_ServerMessage, tag="joined"):

@@ -14,9 +14,12 @@ import time
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from broker import attendance, tokens
-from broker.api import query_param
-from broker.problems import Problem
-from broker.state import CLOCK, POOL, SETTINGS
+from broker.clock import CLOCK
+from broker.database import POOL
+from broker.errors import Forbidden
+from broker.http.endpoints import query_param
+from broker.http.problems import HttpProblem
+from broker.settings import SETTINGS
 from signaling import protocol as p
 from signaling.hub import Connection, Hub
 
@@ -75,7 +78,7 @@ def check_origin(request: web.Request) -> None:
     if origin is None:
         return
     if origin.rstrip("/") != request.app[SETTINGS].origin:
-        raise Problem(403, "origin_forbidden", "This WebSocket accepts pages of this service's own origin only.")
+        raise Forbidden("This WebSocket accepts pages of this service's own origin only.", code="origin_forbidden")
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -85,7 +88,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         heartbeat=HEARTBEAT_SECONDS, max_msg_size=READER_LIMIT, compress=False, autoclose=True, autoping=True
     )
     if not ws.can_prepare(request).ok:
-        raise Problem(426, "websocket_required", "Connect with a WebSocket upgrade.", title="Upgrade required")
+        raise HttpProblem(426, "websocket_required", "Connect with a WebSocket upgrade.")
     hub = request.app[HUB]
     await ws.prepare(request)
     hub.sockets.add(ws)

@@ -11,14 +11,12 @@ import uuid
 
 from aiohttp import web
 
-from broker import therapists
-from broker.auth import authenticate
-from broker.problems import Problem
-from broker.state import POOL
+from broker import bookings, session_types, therapists
+from broker.database import POOL
+from broker.errors import NotFound, Unauthenticated
+from broker.http.auth import authenticate
 from web import csrf
 from web.render import render
-
-SELECT_BOOKING_OWNER = "SELECT therapist_id FROM bookings WHERE id = $1"
 
 
 def _booking_id(request: web.Request) -> uuid.UUID | None:
@@ -39,12 +37,11 @@ async def home(request: web.Request) -> web.Response:
 async def book(request: web.Request) -> web.Response:
     """A therapist's public booking page: session types rendered here, free slots fetched by booking.js."""
     pool = request.app[POOL]
-    therapist = await pool.fetchrow(
-        "SELECT id, slug, name, timezone FROM therapists WHERE slug = $1", request.match_info["slug"]
-    )
-    if therapist is None:
+    try:
+        therapist = await therapists.by_slug(pool, request.match_info["slug"])
+    except NotFound:
         return missing(request, "therapist")
-    types = await therapists.session_types(pool, therapist["id"])
+    types = await session_types.offered(pool, therapist.id)
     return render(request, "book.html", {"therapist": therapist, "session_types": types})
 
 
@@ -69,11 +66,11 @@ async def room(request: web.Request) -> web.StreamResponse:
         return missing(request, "booking")
     try:
         principal = await authenticate(request)
-    except Problem:
+    except Unauthenticated:
         principal = None
     if principal is None or principal.kind != "therapist" or principal.via != "session":
         raise web.HTTPSeeOther(f"/login?next=/room/{booking_id}")
-    owner = await request.app[POOL].fetchval(SELECT_BOOKING_OWNER, booking_id)
+    owner = await bookings.owner(request.app[POOL], booking_id)
     if owner is None or owner != principal.therapist_id:
         return missing(request, "booking")
     return render(request, "room.html", {"booking_id": str(booking_id), "csrf_token": csrf.token(request)}, media=True)

@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from broker.state import SETTINGS
+from broker.settings import SETTINGS
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
