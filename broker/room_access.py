@@ -22,6 +22,8 @@ from broker.settings import Settings
 from broker.tokens import KeyRing
 
 log = logging.getLogger(__name__)
+# Where signaling listens (the `signaling` package mounts its WebSocket here).
+SIGNALING_PATH = "/ws"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +35,15 @@ class RoomPass:
     room: str
     role: tokens.Role
     participant: str
+    signaling_url: str
     ice_servers: list[IceServer]
     window_closes_at: datetime
+
+
+def signaling_url(origin: str, room: str) -> str:
+    """The WebSocket URL of a room; it names the room so a load balancer can keep a room on one node."""
+    scheme, _, rest = origin.rstrip("/").partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{SIGNALING_PATH}?room={room}"
 
 
 def _closed(**extra: str) -> Gone:
@@ -90,6 +99,7 @@ async def issue(
         room=str(booking_id),
         role=role,
         participant=participant,
+        signaling_url=signaling_url(settings.origin, str(booking_id)),
         ice_servers=ice_servers(settings, participant, window.closes_at),
         window_closes_at=window.closes_at,
     )

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from broker import ice
+from broker import ice, room_access
 from broker.clock import CLOCK
 from broker.database import DATABASE_URL, POOL
 from broker.settings import SETTINGS, Settings
@@ -26,7 +26,7 @@ RELAY_MODES = ("auto", "local", "postgres")
 def setup(app: web.Application) -> None:
     """Add /ws, the echo endpoint, the hub (closing every socket on shutdown) and the relay."""
     app[RELAY_MODE] = app[SETTINGS].signaling_relay
-    app.router.add_get("/ws", websocket)
+    app.router.add_get(room_access.SIGNALING_PATH, websocket)
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(close_sockets)
     echo.setup(app)

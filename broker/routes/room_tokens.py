@@ -24,7 +24,7 @@ from broker.database import POOL
 from broker.http import openapi
 from broker.http.endpoints import BOOKING_ACCESS, THERAPIST_ACCESS, ApiRoutes, Call, respond
 from broker.ice import IceServer
-from broker.settings import SETTINGS, Settings
+from broker.settings import SETTINGS
 from broker.tokens import KEYRING, KeyRing
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,6 @@ class Jwks(msgspec.Struct):
     keys: list[dict[str, Any]]
 
 
-def signaling_url(settings: Settings, room: str) -> str:
-    """The WebSocket URL; it carries the room so a load balancer can keep a room on one node."""
-    scheme, _, rest = settings.origin.partition("://")
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?room={room}"
-
-
 @routes.route(
     "POST",
     "/api/v1/bookings/{id}/room-token",
@@ -76,9 +70,8 @@ def signaling_url(settings: Settings, room: str) -> str:
 )
 async def room_token(request: web.Request, call: Call) -> web.Response:
     app = request.app
-    settings = app[SETTINGS]
     issued = await room_access.issue(
-        app[POOL], settings, call.booking_id, call.principal, now=app[CLOCK].now(), keys=app[KEYRING]
+        app[POOL], app[SETTINGS], call.booking_id, call.principal, now=app[CLOCK].now(), keys=app[KEYRING]
     )
     return respond(
         RoomTokenOut(
@@ -87,7 +80,7 @@ async def room_token(request: web.Request, call: Call) -> web.Response:
             room=issued.room,
             role=issued.role,
             participant=issued.participant,
-            signaling_url=signaling_url(settings, issued.room),
+            signaling_url=issued.signaling_url,
             ice_servers=issued.ice_servers,
             window_closes_at=issued.window_closes_at,
         )
