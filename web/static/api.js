@@ -1,5 +1,6 @@
-// The JSON API from the browser. A booking key lives only in the URL fragment (#k=...), which the
-// browser never sends to a server; we read it here and send it in the Authorization header.
+// The JSON API from the browser. Secrets in links (a booking key, an invite or reset link) live only
+// in the URL fragment (#k=..., #t=...), which the browser never sends to a server; pages read them
+// with fragmentSecret and send them in the Authorization header.
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -10,11 +11,10 @@ export class ApiError extends Error {
   }
 }
 
-/** The booking key from `#k=...`, or null. */
-export function bookingKey() {
-  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
-  const key = params.get("k");
-  return key && key.startsWith("trk_") ? key : null;
+/** The secret `name` from the URL fragment (`#k=...`, `#t=...`) when it matches `pattern`, else null. */
+export function fragmentSecret(name, pattern) {
+  const value = new URLSearchParams(location.hash.replace(/^#/, "")).get(name);
+  return value && pattern.test(value) ? value : null;
 }
 
 function csrfToken() {

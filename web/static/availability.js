@@ -1,5 +1,7 @@
 // The weekly-hours and date-overrides editor on the dashboard (GET/PUT .../availability).
 // An end time of 00:00 means midnight at the end of the day (the API's 24:00).
+import { $ } from "./dom.js";
+
 const DAYS = [
   ["mon", "Monday"],
   ["tue", "Tuesday"],
@@ -117,12 +119,12 @@ function readIntervals(list) {
 }
 
 export async function startAvailability({ slug, call }) {
-  const weekly = document.getElementById("weekly");
-  const overrides = document.getElementById("overrides");
-  const message = document.getElementById("hours-message");
-  const save = document.getElementById("save-hours");
+  const weekly = $("weekly");
+  const overrides = $("overrides");
+  const message = $("hours-message");
+  const save = $("save-hours");
   const path = `/api/v1/therapists/${slug}/availability`;
-  let timezone = document.getElementById("dashboard").dataset.timezone;
+  let timezone = $("dashboard").dataset.timezone;
 
   function say(text, isError = false) {
     message.textContent = text;
@@ -132,7 +134,7 @@ export async function startAvailability({ slug, call }) {
   try {
     const current = await call("GET", path);
     timezone = current.timezone;
-    document.getElementById("hours-zone").textContent = timezone;
+    $("hours-zone").textContent = timezone;
     weekly.replaceChildren(
       ...DAYS.map(([key, name]) => dayBlock(key, name, current.weekly.filter((rule) => rule.day === key))),
     );
@@ -144,7 +146,7 @@ export async function startAvailability({ slug, call }) {
     return;
   }
 
-  document.getElementById("add-override").addEventListener("click", () => {
+  $("add-override").addEventListener("click", () => {
     const [block, dateInput] = overrideBlock("", []);
     overrides.append(block);
     dateInput.focus();

@@ -4,12 +4,12 @@
 
 import { api, explain } from "./api.js";
 import { SlotCalendar } from "./calendar.js";
+import { $ } from "./dom.js";
 import { downloadIcs } from "./ics.js";
-import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
 import { rememberLocation } from "./location.js";
+import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
 
-const root = document.getElementById("booking");
-const $ = (id) => document.getElementById(id);
+const root = $("booking");
 
 function selectedType() {
   const checked = document.querySelector('input[name="session_type"]:checked');

@@ -3,6 +3,7 @@
 // RFC 3339 string already carries the local date in its first ten characters.
 
 import { api, explain } from "./api.js";
+import { el } from "./dom.js";
 import { formatTime, todayIn } from "./timezones.js";
 
 const MONTHS_AHEAD = 12;
@@ -18,18 +19,6 @@ function pad(n) {
 
 function fmt(date, options) {
   return new Intl.DateTimeFormat(undefined, { timeZone: "UTC", ...options }).format(date);
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name === "text") node.textContent = value;
-    else if (name === "class") node.className = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children);
-  return node;
 }
 
 export class SlotCalendar {

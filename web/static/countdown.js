@@ -1,5 +1,6 @@
 // Before the join window: when the room opens, and a live countdown to it.
 
+import { $ } from "./dom.js";
 import { formatTime } from "./timezones.js";
 
 function remaining(ms) {
@@ -16,11 +17,11 @@ function remaining(ms) {
  * clock decides (it said when), so `serverSkewMs` corrects for a device clock that is off.
  */
 export function waitUntilOpen(opensAt, zone, serverSkewMs = 0) {
-  const section = document.getElementById("early");
+  const section = $("early");
   const target = new Date(opensAt).getTime();
   const opensDay = new Date(opensAt).toDateString() === new Date().toDateString() ? "" : ` on ${new Date(opensAt).toLocaleDateString()}`;
-  document.getElementById("opens-at").textContent = `${formatTime(opensAt, zone)}${opensDay}`;
-  const counter = document.getElementById("countdown");
+  $("opens-at").textContent = `${formatTime(opensAt, zone)}${opensDay}`;
+  const counter = $("countdown");
   section.hidden = false;
   return new Promise((resolve) => {
     const tick = () => {
@@ -39,9 +40,9 @@ export function waitUntilOpen(opensAt, zone, serverSkewMs = 0) {
 
 /** Show that the session cannot be joined any more. */
 export function showClosed(title, text) {
-  const section = document.getElementById("closed");
-  document.getElementById("closed-title").textContent = title;
-  document.getElementById("closed-text").textContent = text;
+  const section = $("closed");
+  $("closed-title").textContent = title;
+  $("closed-text").textContent = text;
   section.hidden = false;
 }
 

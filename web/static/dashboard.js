@@ -3,10 +3,11 @@
 // cookie and the page's CSRF token (api.js reads <meta name="csrf-token">).
 import { api, ApiError, explain } from "./api.js";
 import { startAvailability } from "./availability.js";
+import { $ } from "./dom.js";
 
-const root = document.getElementById("dashboard");
+const root = $("dashboard");
 const slug = root.dataset.slug;
-const announcer = document.getElementById("dash-status");
+const announcer = $("dash-status");
 // The server's clock may differ from this device's (or be moved in a rehearsal): count from it.
 const skew = Date.parse(root.dataset.serverNow) - Date.now();
 const serverNow = () => Date.now() + skew;
@@ -74,7 +75,7 @@ function checkIdle() {
 // --- Copyable links and calendar feeds ----------------------------------------------------------
 
 async function copyFrom(inputId, button) {
-  const input = document.getElementById(inputId);
+  const input = $(inputId);
   try {
     await navigator.clipboard.writeText(input.value);
   } catch {
@@ -93,17 +94,17 @@ for (const button of document.querySelectorAll("[data-copy]")) {
   button.addEventListener("click", () => copyFrom(button.dataset.copy, button));
 }
 
-const feedButton = document.getElementById("create-feed");
+const feedButton = $("create-feed");
 feedButton.addEventListener("click", async () => {
   const privacy = document.querySelector('input[name="feed-privacy"]:checked').value;
   feedButton.disabled = true;
   try {
     const feed = await call("POST", `/api/v1/therapists/${slug}/feeds`, { body: { privacy } });
-    document.getElementById("feed-url").value = feed.url;
-    document.getElementById("feed-webcal").href = feed.webcal_url;
-    document.getElementById("feed-result").hidden = false;
+    $("feed-url").value = feed.url;
+    $("feed-webcal").href = feed.webcal_url;
+    $("feed-result").hidden = false;
     announce("Calendar link created. Copy it now: it is shown only once.");
-    document.getElementById("feed-url").focus();
+    $("feed-url").focus();
   } catch (error) {
     announce(explain(error));
     alertNear(feedButton, explain(error));
@@ -125,8 +126,8 @@ function alertNear(element, text) {
 
 // --- Session types ------------------------------------------------------------------------------
 
-const typeList = document.getElementById("session-types");
-const noTypes = document.getElementById("no-types");
+const typeList = $("session-types");
+const noTypes = $("no-types");
 
 function typeItem(type) {
   const li = document.createElement("li");
@@ -153,14 +154,14 @@ typeList.addEventListener("click", async (event) => {
     button.closest("li").remove();
     noTypes.hidden = typeList.children.length > 0;
     announce(`Removed ${name}. Existing bookings keep it.`);
-    document.getElementById("type-name").focus();
+    $("type-name").focus();
   } catch (error) {
     button.disabled = false;
     alertNear(button, explain(error));
   }
 });
 
-const typeForm = document.getElementById("type-form");
+const typeForm = $("type-form");
 typeForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const data = new FormData(typeForm);
@@ -172,7 +173,7 @@ typeForm.addEventListener("submit", async (event) => {
   };
   if (!body.name) {
     alertNear(typeForm.querySelector("button[type=submit]"), "Give the session type a name.");
-    document.getElementById("type-name").focus();
+    $("type-name").focus();
     return;
   }
   try {

@@ -2,9 +2,9 @@
 // connection check against the echo peer, each with a plain-language result.
 
 import { micMeter, openMedia, preview } from "./devices.js";
+import { $ } from "./dom.js";
 import { echoCheck } from "./echo-check.js";
 
-const $ = (id) => document.getElementById(id);
 const MARKS = { pending: "…", ok: "✓", fail: "✗" };
 
 function mark(id, state, text) {

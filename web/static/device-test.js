@@ -1,9 +1,6 @@
 // /test: the device and connection check on its own.
 
 import { runDeviceCheck } from "./device-check.js";
+import { fail } from "./dom.js";
 
-runDeviceCheck().catch((error) => {
-  const box = document.getElementById("error");
-  box.hidden = false;
-  box.textContent = error.message;
-});
+runDeviceCheck().catch((error) => fail(error.message));

@@ -1,17 +1,18 @@
 // /join/{id}#k=KEY: the client's way in. Before the window: a countdown. Inside it: the device
 // check, "where are you right now?", the waiting room, then the call.
 
-import { api, bookingKey, explain } from "./api.js";
+import { api } from "./api.js";
+import { bookingKey, linkError, loadBooking } from "./booking-key.js";
 import { bindMediaButtons, Call, showState } from "./call.js";
 import { showClosed, waitForWindow } from "./countdown.js";
 import { runDeviceCheck } from "./device-check.js";
 import { preview, stopMedia } from "./devices.js";
+import { $, fail } from "./dom.js";
 import { recallLocation, rememberLocation } from "./location.js";
 import { detectedZone, formatSpan } from "./timezones.js";
 import { showWaiting } from "./waiting-room.js";
 
-const root = document.getElementById("join");
-const $ = (id) => document.getElementById(id);
+const root = $("join");
 const bookingId = root.dataset.booking;
 const key = bookingKey();
 let zone = detectedZone();
@@ -21,12 +22,6 @@ let buttonsBound = false;
 
 function status(text) {
   $("status").textContent = text;
-}
-
-function fail(text) {
-  status("");
-  $("error").hidden = false;
-  $("error").textContent = text;
 }
 
 const requestToken = () => api("POST", `/api/v1/bookings/${bookingId}/room-token`, { key });
@@ -39,23 +34,14 @@ async function windowOpen() {
       closedText: "The time for this session has passed, or it was cancelled.",
     });
   } catch (error) {
-    fail(error.status === 401 || error.status === 404 ? "We couldn't find this session. Please check the link." : explain(error));
+    fail(linkError(error, "session"));
     return false;
   }
 }
 
 async function start() {
-  if (!key) {
-    fail("This link is missing its private key. Please open the whole link from your confirmation.");
-    return;
-  }
-  let booking;
-  try {
-    booking = await api("GET", `/api/v1/bookings/${bookingId}`, { key });
-  } catch (error) {
-    fail(error.status === 401 || error.status === 404 ? "We couldn't find this session. Please check the link." : explain(error));
-    return;
-  }
+  const booking = await loadBooking(bookingId, key, "session");
+  if (!booking) return;
   if (booking.client_timezone) zone = booking.client_timezone;
   $("session-info").textContent = `With ${booking.therapist.name}, ${formatSpan(booking.start, booking.end, zone)}`;
   if (booking.status === "cancelled") {

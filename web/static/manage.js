@@ -1,23 +1,18 @@
 // /manage/{id}#k=KEY: see the booking, cancel it (after a confirm step) or move it to a free time.
 
-import { api, bookingKey, explain } from "./api.js";
+import { api, explain } from "./api.js";
+import { bookingKey, loadBooking } from "./booking-key.js";
 import { SlotCalendar } from "./calendar.js";
+import { $, fail } from "./dom.js";
 import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
 
-const root = document.getElementById("manage");
-const $ = (id) => document.getElementById(id);
+const root = $("manage");
 const bookingId = root.dataset.booking;
 const key = bookingKey();
 let booking = null;
 let zone = detectedZone();
 let calendar = null;
 let target = null;
-
-function fail(message) {
-  $("status").textContent = "";
-  $("error").hidden = false;
-  $("error").textContent = message;
-}
 
 function render() {
   $("status").textContent = "";
@@ -38,16 +33,8 @@ function panel(id) {
 }
 
 async function load() {
-  if (!key) {
-    fail("This link is missing its private key. Please open the whole link from your confirmation.");
-    return;
-  }
-  try {
-    booking = await api("GET", `/api/v1/bookings/${bookingId}`, { key });
-  } catch (error) {
-    fail(error.status === 401 || error.status === 404 ? "We couldn't find this booking. Please check the link." : explain(error));
-    return;
-  }
+  booking = await loadBooking(bookingId, key, "booking");
+  if (!booking) return;
   if (booking.client_timezone) zone = booking.client_timezone;
   render();
 }

@@ -1,34 +1,27 @@
 // Invite and reset pages: the link's secret is in the URL fragment (#t=...), which the browser
 // never sends to a server. We read it, drop it from the address bar, and send it as a bearer token.
-import { api, explain } from "./api.js";
+import { api, explain, fragmentSecret } from "./api.js";
+import { $, fail } from "./dom.js";
 
-const page = document.getElementById("password-page");
-const statusBox = document.getElementById("status");
-const errorBox = document.getElementById("error");
-const form = document.getElementById("password-form");
-const forgotHint = document.getElementById("forgot-hint");
-const first = document.getElementById("new-password");
-const second = document.getElementById("confirm-password");
-
-function linkSecret() {
-  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
-  const secret = params.get("t");
-  return secret && /^tr[ir]_[A-Za-z0-9_-]+$/.test(secret) ? secret : null;
-}
+const page = $("password-page");
+const statusBox = $("status");
+const errorBox = $("error");
+const form = $("password-form");
+const forgotHint = $("forgot-hint");
+const first = $("new-password");
+const second = $("confirm-password");
 
 function showError(message, { offerNewLink = false } = {}) {
-  errorBox.textContent = message;
-  errorBox.hidden = false;
+  fail(message);
   forgotHint.hidden = !offerNewLink;
 }
 
-const secret = linkSecret();
+const secret = fragmentSecret("t", /^tr[ir]_[A-Za-z0-9_-]+$/);
 // Keep the secret out of the history and of anything that reads the address later.
 history.replaceState(null, "", location.pathname);
 
 async function start() {
   if (!secret) {
-    statusBox.textContent = "";
     showError("This link is incomplete. Open the whole link you were given, or ask for a new one.", {
       offerNewLink: true,
     });
@@ -37,16 +30,15 @@ async function start() {
   try {
     const link = await api("GET", "/api/v1/account/password-link", { key: secret });
     statusBox.textContent = "";
-    const who = document.getElementById("for-whom");
+    const who = $("for-whom");
     who.textContent =
       page.dataset.purpose === "invite"
         ? `Hello ${link.name}. Choose a password for ${link.email} to open your dashboard.`
         : `Choose a new password for ${link.email}.`;
-    document.getElementById("username").value = link.email;
+    $("username").value = link.email;
     form.hidden = false;
     first.focus();
   } catch (error) {
-    statusBox.textContent = "";
     showError(explain(error), { offerNewLink: true });
   }
 }
@@ -72,7 +64,6 @@ form.addEventListener("submit", async (event) => {
     statusBox.textContent = "Password saved. Opening your dashboard…";
     location.assign(done.redirect);
   } catch (error) {
-    statusBox.textContent = "";
     button.disabled = false;
     const dead = error.code === "link_used" || error.code === "link_expired" || error.code === "link_unknown";
     showError(explain(error), { offerNewLink: dead });

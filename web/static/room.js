@@ -6,24 +6,21 @@ import { api, explain } from "./api.js";
 import { bindMediaButtons, Call, showState } from "./call.js";
 import { showClosed, waitForWindow } from "./countdown.js";
 import { openMedia, preview } from "./devices.js";
-import { formatSpan } from "./timezones.js";
+import { $, fail } from "./dom.js";
+import { detectedZone, formatSpan } from "./timezones.js";
 import { renderQueue, showEnding } from "./waiting-room.js";
 
-const root = document.getElementById("room");
-const $ = (id) => document.getElementById(id);
+const root = $("room");
 const bookingId = root.dataset.booking;
-let zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+let zone = detectedZone();
 let call = null;
 let admittedClient = null;
 const locations = new Map();
 
-function fail(text) {
-  $("status").textContent = "";
-  $("error").hidden = false;
-  $("error").textContent = text;
-}
-
 const requestToken = () => api("POST", `/api/v1/bookings/${bookingId}/room-token`);
+
+/** The session cookie ended: log in again and come back here. */
+const logInAgain = () => location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
 
 async function windowOpen() {
   try {
@@ -32,7 +29,7 @@ async function windowOpen() {
       closedText: "Its time has passed, or it was cancelled.",
     });
   } catch (error) {
-    if (error.status === 401) location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    if (error.status === 401) logInAgain();
     else fail(explain(error));
     return false;
   }
@@ -56,7 +53,7 @@ async function start() {
       return;
     }
   } catch (error) {
-    if (error.status === 401) return location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    if (error.status === 401) return logInAgain();
     fail(explain(error));
     return;
   }
