@@ -13,14 +13,15 @@
 // the old connection and does not make an admitted client wait twice); when the media path fails
 // the negotiator restarts ICE; an offer the old connection cannot take gets a new connection.
 
-import { SignalingSocket } from "./signaling.js";
+import { CloseCode, NORMAL_CLOSURE } from "./close-codes.js";
 import { Negotiator } from "./negotiation.js";
+import { SignalingSocket } from "./signaling.js";
 
 // Close codes after which reconnecting would be wrong (docs/signaling.md).
 const FINAL = new Map([
-  [4403, "removed"],
-  [4409, "replaced"],
-  [4410, "ended"],
+  [CloseCode.REMOVED, "removed"],
+  [CloseCode.REPLACED, "replaced"],
+  [CloseCode.ROOM_ENDED, "ended"],
 ]);
 const MAX_BACKOFF_MS = 10_000;
 
@@ -276,7 +277,7 @@ export class Call extends EventTarget {
     window.removeEventListener("online", this.onOnline);
     clearTimeout(this.retryTimer);
     clearTimeout(this.disconnectTimer);
-    if (this.socket) this.socket.close(1000);
+    if (this.socket) this.socket.close(NORMAL_CLOSURE);
     if (this.pc) this.pc.close();
     this.pc = null;
     this.remoteVideo.srcObject = null;

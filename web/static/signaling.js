@@ -1,6 +1,8 @@
 // The WebSocket to /ws (docs/signaling.md): send `join` with a room token first, then JSON
 // messages each way. Events: "message" (detail: the parsed message) and "close" (detail: {code}).
 
+import { NORMAL_CLOSURE } from "./close-codes.js";
+
 export function socketUrl(signalingUrl) {
   if (/^wss?:\/\//.test(signalingUrl)) return signalingUrl;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -46,7 +48,7 @@ export class SignalingSocket extends EventTarget {
     return true;
   }
 
-  close(code = 1000) {
+  close(code = NORMAL_CLOSURE) {
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(code);
   }
 }
