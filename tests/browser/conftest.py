@@ -1,22 +1,27 @@
 """Browser fixtures: Debian's Chromium driven by playwright (async API), fake camera and microphone.
 
-Each test gets its own Chromium (the server runs on the test's event loop, so the browser must too)
-and, through `client_page` / `therapist_page`, two isolated contexts: the client and the therapist
-never share cookies or storage. Helpers check accessibility with axe-core and save screenshots.
+One Chromium serves the whole test session; each test gets fresh browser contexts (through
+`new_context`, `client_page`, `therapist_page`), so the client and the therapist never share cookies
+or storage, and nothing carries over from one test to the next. Helpers check accessibility with
+axe-core and save screenshots: into this run's temporary directory (printed at the end), or into
+docs/screenshots with TELEROOM_SCREENSHOTS=docs.
 
 Without /usr/bin/chromium the tests skip with a reason; with TELEROOM_REQUIRE_BROWSER=1 they fail.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, async_playwright
 
+from tests.browser import support
 from tests.browser.support import DESKTOP
 
 CHROMIUM = Path(os.environ.get("TELEROOM_CHROMIUM", "/usr/bin/chromium"))
@@ -52,16 +57,39 @@ def _require_chromium() -> None:
     pytest.skip(reason)
 
 
+# Playwright's async objects belong to the event loop that started them, and the server under test
+# runs on the test's loop, so one Chromium for the session needs one loop for the session. In this
+# directory, pytest-asyncio's per-test runner is therefore its session runner: tests and their
+# function-scoped fixtures (the server, the API client) all run on the loop the browser lives on.
+# Each test still gets its own server, database and browser contexts. (`_function_scoped_runner` and
+# `_session_scoped_runner` are pytest-asyncio's names; `browser` checks that the loops really match.)
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """A fresh headless Chromium with fake media devices."""
+def _function_scoped_runner(_session_scoped_runner: asyncio.Runner) -> asyncio.Runner:
+    return _session_scoped_runner
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def _chromium() -> AsyncIterator[tuple[Browser, asyncio.AbstractEventLoop]]:
+    """One headless Chromium with fake media devices for the whole session, and the loop it is driven from."""
     _require_chromium()
     async with async_playwright() as pw:
         instance = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            yield instance
+            yield instance, asyncio.get_running_loop()
         finally:
             await instance.close()
+
+
+@pytest.fixture
+async def browser(_chromium: tuple[Browser, asyncio.AbstractEventLoop]) -> Browser:
+    """The session's Chromium, once it is known to be alive and driven from this test's event loop."""
+    instance, loop = _chromium
+    assert loop is asyncio.get_running_loop(), (
+        "the session's Chromium is driven from another event loop than this test's: "
+        "pytest-asyncio's runner fixtures have changed, see _function_scoped_runner above"
+    )
+    assert instance.is_connected(), "the session's Chromium has exited (crashed?), so no browser test can run"
+    return instance
 
 
 class PageLog:
@@ -126,6 +154,21 @@ async def client_page(new_context: NewContext) -> Page:
 async def therapist_page(new_context: NewContext) -> Page:
     """The therapist's browser, a second isolated context."""
     return await _page(new_context, "therapist")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Screenshots go to this run's temporary directory unless TELEROOM_SCREENSHOTS=docs."""
+    support.use_screenshot_dir(support.screenshot_dir_from_env() or tmp_path_factory.mktemp("screenshots"))
+    yield
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    saved = support.saved_screenshot_dir()
+    if saved is not None:
+        terminalreporter.write_line(
+            f"browser screenshots: {saved} (TELEROOM_SCREENSHOTS=docs writes them to docs/screenshots)"
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,36 @@ from playwright.async_api import Page
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README's pictures. Test runs write here only when asked (TELEROOM_SCREENSHOTS=docs), so an
+# ordinary run leaves the tracked files alone.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def screenshot_dir_from_env() -> Path | None:
+    """docs/screenshots when TELEROOM_SCREENSHOTS=docs, None when it is unset; any other value is a mistake."""
+    choice = os.environ.get("TELEROOM_SCREENSHOTS", "")
+    if choice == "docs":
+        return DOCS_SCREENSHOTS
+    if choice:
+        raise ValueError(f"TELEROOM_SCREENSHOTS may only be 'docs' (to refresh docs/screenshots), got {choice!r}")
+    return None
+
+
+class _Screenshots:
+    """Where this session saves screenshots (set once by the conftest), and whether it saved any."""
+
+    directory: Path | None = None
+    saved = False
+
+
+def use_screenshot_dir(directory: Path) -> None:
+    _Screenshots.directory = directory
+    _Screenshots.saved = False
+
+
+def saved_screenshot_dir() -> Path | None:
+    """The directory screenshots went to in this session, or None if none were taken."""
+    return _Screenshots.directory if _Screenshots.saved else None
 
 
 def page_errors(request: pytest.FixtureRequest) -> list[str]:
@@ -35,14 +65,18 @@ async def assert_accessible(page: Page, what: str = "") -> None:
 
 
 async def screenshot(page: Page, name: str) -> Path:
-    """Save `docs/screenshots/<name>-<phone|desktop>.png` (full page) and return the path."""
+    """Save `<name>-<phone|desktop>.png` (full page) in the session's screenshot directory; return the path."""
     width = page.viewport_size["width"] if page.viewport_size else DESKTOP["width"]
     label = "phone" if width <= PHONE["width"] else "desktop"
     if not re.fullmatch(r"[a-z0-9-]+", name):
         raise ValueError(f"screenshot name must be lowercase words and dashes, got {name!r}")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}-{label}.png"
+    directory = _Screenshots.directory
+    if directory is None:
+        raise RuntimeError("no screenshot directory: tests/browser/conftest.py sets one for each session")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{label}.png"
     await page.screenshot(path=str(path), full_page=True, animations="disabled", caret="hide")
+    _Screenshots.saved = True
     return path
 
 
