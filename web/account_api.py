@@ -1,7 +1,7 @@
 """The accounts' JSON endpoints, for the invite, reset and dashboard pages' scripts.
 
-GET /api/v1/account/password-link and POST /api/v1/account/password are authorised by a one-time
-link's secret (from the URL fragment) sent as a bearer token; GET /api/v1/session tells a
+GET /api/v1/account/password-link and POST /api/v1/account/password are declared `auth="link"`: a
+one-time link's secret (from the URL fragment) is the bearer token; GET /api/v1/session tells a
 logged-in page who it is and which CSRF token to send.
 """
 
@@ -19,8 +19,7 @@ from broker import audit, schemas, therapists
 from broker.clock import CLOCK
 from broker.database import POOL
 from broker.errors import Unauthenticated
-from broker.http.auth import bearer
-from broker.http.endpoints import ApiRoutes, Call, Param, read_json, respond
+from broker.http.endpoints import ApiRoutes, Call, read_json, respond
 from broker.settings import SETTINGS
 from web import csrf, password_links, passwords, sessions
 from web.cookie_auth import session_principal
@@ -57,27 +56,24 @@ class SessionOut(msgspec.Struct):
     idle_timeout_seconds: int
 
 
-LINK_PARAM = Param("Authorization", "header", "Bearer <the tri_ or trr_ secret from the link's #t= fragment>")
-
-
-def _link_secret(request: web.Request) -> str:
-    secret = bearer(request)
-    if secret is None or not password_links.looks_like_link_secret(secret):
+def _link(call: Call) -> str:
+    """The link's secret, which the "link" declaration checked the shape of."""
+    if call.link is None:
         raise Unauthenticated("Send the link's secret (from the URL fragment) as a bearer token.")
-    return secret
+    return call.link
 
 
 @routes.route(
     "GET",
     "/api/v1/account/password-link",
     summary="What an invite or reset link is for (the page shows it before asking for a password)",
+    auth="link",
     response=LinkInfo,
-    params=[LINK_PARAM],
-    errors=(401, 404, 410),
+    errors=(404, 410),
 )
 async def link_info(request: web.Request, call: Call) -> web.Response:
     pool = request.app[POOL]
-    link = await password_links.inspect(pool, _link_secret(request), request.app[CLOCK].now())
+    link = await password_links.inspect(pool, _link(call), request.app[CLOCK].now())
     therapist = await therapists.by_id(pool, link.therapist_id)
     return respond(
         LinkInfo(purpose=link.purpose, name=therapist.name, email=therapist.email, expires_at=link.expires_at)
@@ -89,12 +85,12 @@ async def link_info(request: web.Request, call: Call) -> web.Response:
     "/api/v1/account/password",
     summary="Choose a password with a one-time link; logs in (Set-Cookie) and ends other sessions",
     body=PasswordIn,
+    auth="link",
     response=LoggedIn,
-    params=[LINK_PARAM],
-    errors=(401, 404, 410, 422),
+    errors=(404, 410, 422),
 )
 async def set_password(request: web.Request, call: Call) -> web.Response:
-    secret = _link_secret(request)
+    secret = _link(call)
     body = await read_json(request, PasswordIn)
     assert body is not None
     passwords.check_policy(body.password)

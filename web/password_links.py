@@ -60,11 +60,6 @@ def url(origin: str, purpose: Purpose, secret: str) -> str:
     return f"{origin}/{purpose}#t={secret}"
 
 
-def looks_like_link_secret(value: str) -> bool:
-    """True for a string shaped like one of our link secrets (checked before any lookup)."""
-    return any(value.startswith(prefix) for prefix in PREFIX.values()) and len(value) <= 100
-
-
 async def issue(conn: asyncpg.Connection, therapist_id: uuid.UUID, purpose: Purpose, now: dt.datetime) -> str:
     """A fresh link secret for the therapist (earlier unused links stop working)."""
     secret = credentials.new_secret(PREFIX[purpose])
