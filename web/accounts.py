@@ -18,11 +18,6 @@ from broker.routes.therapists import THERAPIST_CREATED
 from web import account_api, account_pages, cookie_auth, csrf
 from web.password_links import invite_on_create
 
-# TRANSITIONAL: these two live in web.cookie_auth and are named here only so that the tree keeps
-# importing until web/dashboard.py imports them from there; then delete both lines.
-ENDED_MESSAGES = cookie_auth.ENDED_MESSAGES
-session_principal = cookie_auth.session_principal
-
 
 def setup(app: web.Application) -> None:
     """Account pages and API, the cookie authenticator, the CSRF middleware and the invite hook."""
