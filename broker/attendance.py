@@ -71,8 +71,8 @@ class _ClientState(msgspec.Struct, frozen=True):
     """One client participant's last presence and admission events (a row of SELECT_PRESENCE)."""
 
     booking_id: uuid.UUID
-    presence: str | None
-    admission: str | None
+    presence: Event | None
+    admission: Event | None
 
 
 @dataclass(frozen=True, slots=True)

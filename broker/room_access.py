@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import msgspec
 
 from broker import attendance, audit, bookings, tokens
 from broker.errors import Forbidden, Gone
@@ -26,9 +26,8 @@ log = logging.getLogger(__name__)
 SIGNALING_PATH = "/ws"
 
 
-@dataclass(frozen=True, slots=True)
-class RoomPass:
-    """A room token and what its holder needs to use it."""
+class RoomPass(msgspec.Struct, frozen=True):
+    """A room token and what its holder needs to use it (the room-token endpoint answers with it as is)."""
 
     token: str
     expires_at: datetime

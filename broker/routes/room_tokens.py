@@ -23,24 +23,12 @@ from broker.clock import CLOCK
 from broker.database import POOL
 from broker.http import openapi
 from broker.http.endpoints import BOOKING_ACCESS, THERAPIST_ACCESS, ApiRoutes, Call, respond
-from broker.ice import IceServer
 from broker.settings import SETTINGS
 from broker.tokens import KEYRING, KeyRing
 
 log = logging.getLogger(__name__)
 routes = ApiRoutes("rooms")
 JWKS_MAX_AGE_SECONDS = 60
-
-
-class RoomTokenOut(msgspec.Struct):
-    token: str
-    expires_at: datetime
-    room: str
-    role: tokens.Role
-    participant: str
-    signaling_url: str
-    ice_servers: list[IceServer]
-    window_closes_at: datetime
 
 
 class AttendanceEventOut(msgspec.Struct):
@@ -65,7 +53,7 @@ class Jwks(msgspec.Struct):
     "/api/v1/bookings/{id}/room-token",
     summary="A short-lived room token for the booking's video room (within the join window)",
     auth=BOOKING_ACCESS,
-    response=RoomTokenOut,
+    response=room_access.RoomPass,
     errors=(410,),
 )
 async def room_token(request: web.Request, call: Call) -> web.Response:
@@ -73,18 +61,7 @@ async def room_token(request: web.Request, call: Call) -> web.Response:
     issued = await room_access.issue(
         app[POOL], app[SETTINGS], call.booking_id, call.principal, now=app[CLOCK].now(), keys=app[KEYRING]
     )
-    return respond(
-        RoomTokenOut(
-            token=issued.token,
-            expires_at=issued.expires_at,
-            room=issued.room,
-            role=issued.role,
-            participant=issued.participant,
-            signaling_url=issued.signaling_url,
-            ice_servers=issued.ice_servers,
-            window_closes_at=issued.window_closes_at,
-        )
-    )
+    return respond(issued)
 
 
 @routes.route(
