@@ -22,7 +22,8 @@ from jose import jwt
 
 from bench.harness import running_service
 from broker import tokens
-from broker.state import POOL, SETTINGS
+from broker.database import POOL
+from broker.settings import SETTINGS
 
 
 async def main() -> None:

@@ -6,7 +6,7 @@ import uuid
 
 import asyncpg
 
-from broker.auth import Principal
+from broker.principals import Principal
 
 INSERT_EVENT = """
 INSERT INTO audit_events (actor_kind, actor_id, action, booking_id, therapist_id)

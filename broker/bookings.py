@@ -9,25 +9,36 @@ number of nodes. Under contention PostgreSQL may answer a losing insert with a d
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import asyncpg
+import msgspec
+from aiohttp import web
 from asyncpg import Range
 
-from broker import audit, credentials, schemas, therapists
-from broker.auth import Principal
-from broker.problems import Problem, invalid, not_found
-from broker.state import BusySource
+from broker import audit, availability, credentials, idempotency, schemas, session_types
+from broker.database import Executor, record_to
+from broker.errors import Conflict, NotFound, TeleroomError, invalid
+from broker.principals import PUBLIC_CLIENT, Principal
+from broker.session_types import SessionType
+from broker.therapists import Therapist
 from broker.zones import zone
-from calendars.slots import Span, offer_problem
+from calendars.slots import Span, compute_slots, offer_problem
+
+# Extra busy time besides bookings (external calendars plug in here): (conn, therapist, span) -> spans.
+BusySource = Callable[[Executor, uuid.UUID, Span], Awaitable[Sequence[Span]]]
+BUSY_SOURCES = web.AppKey("busy_sources", list[BusySource])
 
 INSERT_BOOKING = """
 INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
     client_name, client_email, client_phone, client_timezone, key_hash, client_location)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
-# A booking with what `booking_out` shows of its session type and therapist.
+# A booking with what `Booking` carries of its session type and therapist.
 _SELECT_BOOKINGS = """
 SELECT b.*, st.name AS session_type_name, st.duration_minutes,
        t.slug AS therapist_slug, t.name AS therapist_name, t.timezone AS therapist_timezone
@@ -43,6 +54,8 @@ ORDER BY b.starts_at
 LIMIT 2000
 """
 )
+SELECT_BY_KEY = "SELECT id, therapist_id FROM bookings WHERE key_hash = $1"
+SELECT_OWNER = "SELECT therapist_id FROM bookings WHERE id = $1"
 SELECT_BUSY = """
 SELECT lower(blocked) AS start, upper(blocked) AS end FROM bookings
 WHERE therapist_id = $1 AND status = 'confirmed' AND blocked && $2 AND id IS DISTINCT FROM $3
@@ -56,6 +69,81 @@ UPDATE bookings SET starts_at = $2, ends_at = $3, blocked = $4, sequence = seque
 WHERE id = $1 AND status = 'confirmed'
 """
 
+Status = Literal["confirmed", "cancelled"]
+
+
+class Booking(msgspec.Struct, frozen=True):
+    """A booking with the names of its session type and therapist, as every reader needs them."""
+
+    id: uuid.UUID
+    therapist_id: uuid.UUID
+    session_type_id: uuid.UUID
+    status: Status
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    client_name: str
+    client_email: str
+    client_phone: str | None
+    client_location: str | None
+    client_timezone: str | None
+    sequence: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    cancelled_at: dt.datetime | None
+    session_type_name: str
+    duration_minutes: int
+    therapist_slug: str
+    therapist_name: str
+    therapist_timezone: str
+
+    def to_wire(self) -> schemas.BookingOut:
+        return schemas.BookingOut(
+            id=str(self.id),
+            status=self.status,
+            start=self.starts_at,
+            end=self.ends_at,
+            session_type=schemas.SessionTypeSummary(
+                id=str(self.session_type_id), name=self.session_type_name, duration_minutes=self.duration_minutes
+            ),
+            therapist=schemas.TherapistSummary(
+                slug=self.therapist_slug, name=self.therapist_name, timezone=self.therapist_timezone
+            ),
+            client=schemas.ClientOut(
+                name=self.client_name, email=self.client_email, phone=self.client_phone, location=self.client_location
+            ),
+            client_timezone=self.client_timezone,
+            sequence=self.sequence,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            cancelled_at=self.cancelled_at,
+            manage_path=f"/manage/{self.id}",
+            join_path=f"/join/{self.id}",
+        )
+
+
+class BookingRef(msgspec.Struct, frozen=True):
+    """Which booking a key opens, and whose it is."""
+
+    id: uuid.UUID
+    therapist_id: uuid.UUID
+
+
+class NewBooking(msgspec.Struct, frozen=True):
+    """A booking just made: its id, its times and the key, which exists only in this answer."""
+
+    id: uuid.UUID
+    start: dt.datetime
+    end: dt.datetime
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The first answer to a retried request with the same Idempotency-Key, exactly as it was sent."""
+
+    status: int
+    body: bytes
+
 
 _OFFER_REASONS = {
     "in_past": "That time has already passed.",
@@ -65,8 +153,8 @@ _OFFER_REASONS = {
 }
 
 
-def slot_taken() -> Problem:
-    return Problem(409, "slot_unavailable", "That time is no longer available. Please choose another.")
+def slot_taken() -> Conflict:
+    return Conflict("That time is no longer available. Please choose another.", code="slot_unavailable")
 
 
 def is_contention(exc: BaseException) -> bool:
@@ -74,7 +162,7 @@ def is_contention(exc: BaseException) -> bool:
 
 
 async def busy_spans(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     therapist_id: uuid.UUID,
     span: Span,
     *,
@@ -90,109 +178,138 @@ async def busy_spans(
 
 
 async def check_offered(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    therapist: asyncpg.Record,
-    session_type: asyncpg.Record,
+    conn: Executor,
+    therapist_id: uuid.UUID,
+    therapist_zone: str,
+    session_type: SessionType,
     start: dt.datetime,
     now: dt.datetime,
     *,
     exclude: uuid.UUID | None = None,
     sources: Sequence[BusySource] = (),
 ) -> None:
-    """422 `slot_not_offered` if the time could never be booked; 409 `slot_unavailable` if it is taken."""
-    av, _ = await therapists.load_availability(conn, therapist["id"], therapist["timezone"])
-    rules = therapists.rules_of(session_type)
+    """Invalid `slot_not_offered` if the time could never be booked; Conflict `slot_unavailable` if taken."""
+    av, _ = await availability.load(conn, therapist_id, therapist_zone)
+    rules = session_type.rules
     reason = offer_problem(av, rules, start, now)
     if reason is not None:
         raise invalid(_OFFER_REASONS[reason], code="slot_not_offered", reason=reason)
-    blocked = rules.blocked(start)
-    if await busy_spans(conn, therapist["id"], blocked, exclude=exclude, sources=sources):
+    if await busy_spans(conn, therapist_id, rules.blocked(start), exclude=exclude, sources=sources):
         raise slot_taken()
 
 
-async def insert_booking(
-    conn: asyncpg.Connection,
-    therapist: asyncpg.Record,
-    session_type: asyncpg.Record,
-    body: schemas.BookingIn,
-    actor: Principal,
-) -> tuple[uuid.UUID, str, Span]:
-    """Insert a confirmed booking; returns its id, the plaintext key (never stored) and its times."""
-    rules = therapists.rules_of(session_type)
+async def _insert(
+    conn: asyncpg.Connection, therapist: Therapist, session_type: SessionType, body: schemas.BookingIn
+) -> NewBooking:
+    """Insert a confirmed booking; its key is returned once and stored only as a hash."""
+    rules = session_type.rules
     start = body.start.astimezone(dt.UTC)
-    end = start + dt.timedelta(minutes=rules.duration)
     blocked = rules.blocked(start)
-    booking_id = uuid.uuid4()
-    key = credentials.new_secret(credentials.BOOKING_KEY)
+    booking = NewBooking(
+        id=uuid.uuid4(),
+        start=start,
+        end=start + dt.timedelta(minutes=rules.duration),
+        key=credentials.new_secret(credentials.BOOKING_KEY),
+    )
     try:
         async with conn.transaction():  # a savepoint when nested: a losing insert leaves the caller usable
             await conn.execute(
                 INSERT_BOOKING,
-                booking_id,
-                therapist["id"],
-                session_type["id"],
-                start,
-                end,
+                booking.id,
+                therapist.id,
+                session_type.id,
+                booking.start,
+                booking.end,
                 Range(blocked.start, blocked.end),
                 body.client.name,
                 body.client.email,
                 body.client.phone,
                 body.client_timezone,
-                credentials.secret_hash(key),
+                credentials.secret_hash(booking.key),
                 body.client.location,
             )
-            await audit.record(conn, actor, "booking.created", booking_id=booking_id, therapist_id=therapist["id"])
+            await audit.record(conn, PUBLIC_CLIENT, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
     except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
         raise slot_taken() from None
-    return booking_id, key, Span(start, end)
+    return booking
 
 
-async def fetch_booking(conn: asyncpg.Connection | asyncpg.Pool, booking_id: uuid.UUID) -> asyncpg.Record:
+async def book(
+    pool: asyncpg.Pool,
+    therapist: Therapist,
+    body: schemas.BookingIn,
+    *,
+    now: dt.datetime,
+    sources: Sequence[BusySource],
+    idempotency_key: str | None,
+    answer: Callable[[NewBooking], bytes],
+    refusal: Callable[[TeleroomError], bytes],
+) -> tuple[NewBooking, bytes] | Replay:
+    """Book a time on the public page, in one transaction with its Idempotency-Key.
+
+    `answer` and `refusal` encode what the caller is told; with an Idempotency-Key that answer is
+    kept (sealed, see `broker.idempotency`) so a retry with the same key and body gets it back, a
+    taken slot included. Returns the new booking and its encoded answer, or the replayed answer."""
+    key = idempotency.check_key(idempotency_key)
+    if body.client_timezone is not None:
+        zone(body.client_timezone, "client_timezone")
+    session_type = await session_types.active(pool, therapist.id, body.session_type)
+    request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
+    async with pool.acquire() as conn, conn.transaction():
+        if key is not None:
+            replay = await idempotency.claim(conn, therapist.id, key, request_hash)
+            if replay is not None:
+                return Replay(status=replay.status, body=replay.body)
+        try:
+            await check_offered(conn, therapist.id, therapist.timezone, session_type, body.start, now, sources=sources)
+            booking = await _insert(conn, therapist, session_type, body)
+        except Conflict as error:
+            if key is not None:
+                await idempotency.store(conn, therapist.id, key, 409, refusal(error))
+            raise
+        encoded = answer(booking)
+        if key is not None:
+            await idempotency.store(conn, therapist.id, key, 201, encoded)
+    return booking, encoded
+
+
+async def for_key(conn: Executor, key: str) -> BookingRef | None:
+    """The booking a key opens, if any."""
+    row = await conn.fetchrow(SELECT_BY_KEY, credentials.secret_hash(key))
+    return None if row is None else record_to(BookingRef, row)
+
+
+async def owner(conn: Executor, booking_id: uuid.UUID) -> uuid.UUID | None:
+    """The therapist whose booking this is (None for no such booking)."""
+    therapist_id: uuid.UUID | None = await conn.fetchval(SELECT_OWNER, booking_id)
+    return therapist_id
+
+
+async def get(conn: Executor, booking_id: uuid.UUID) -> Booking:
     row = await conn.fetchrow(SELECT_BOOKING, booking_id)
     if row is None:
-        raise not_found("booking")
-    return row
+        raise NotFound("booking")
+    return record_to(Booking, row)
 
 
-def booking_out(row: asyncpg.Record) -> schemas.BookingOut:
-    return schemas.BookingOut(
-        id=str(row["id"]),
-        status=row["status"],
-        start=row["starts_at"],
-        end=row["ends_at"],
-        session_type=schemas.SessionTypeSummary(
-            id=str(row["session_type_id"]), name=row["session_type_name"], duration_minutes=row["duration_minutes"]
-        ),
-        therapist=schemas.TherapistSummary(
-            slug=row["therapist_slug"], name=row["therapist_name"], timezone=row["therapist_timezone"]
-        ),
-        client=schemas.ClientOut(
-            name=row["client_name"],
-            email=row["client_email"],
-            phone=row["client_phone"],
-            location=row["client_location"],
-        ),
-        client_timezone=row["client_timezone"],
-        sequence=row["sequence"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        cancelled_at=row["cancelled_at"],
-        manage_path=f"/manage/{row['id']}",
-        join_path=f"/join/{row['id']}",
-    )
+async def read(conn: Executor, booking_id: uuid.UUID, reader: Principal) -> Booking:
+    """A booking, for someone allowed to see it; the read is audited."""
+    booking = await get(conn, booking_id)
+    await audit.record(conn, reader, "booking.read", booking_id=booking_id, therapist_id=booking.therapist_id)
+    return booking
 
 
-async def cancel(conn: asyncpg.Connection, booking_id: uuid.UUID, actor: Principal, now: dt.datetime) -> asyncpg.Record:
+async def cancel(conn: asyncpg.Connection, booking_id: uuid.UUID, actor: Principal, now: dt.datetime) -> Booking:
     """Cancel a booking; cancelling a cancelled booking changes nothing and is not an error."""
     async with conn.transaction():
-        row = await fetch_booking(conn, booking_id)
-        if row["status"] == "cancelled":
-            return row
-        if row["ends_at"] <= now:
-            raise Problem(409, "booking_finished", "This session has already taken place.")
+        booking = await get(conn, booking_id)
+        if booking.status == "cancelled":
+            return booking
+        if booking.ends_at <= now:
+            raise Conflict("This session has already taken place.", code="booking_finished")
         await conn.execute(CANCEL_BOOKING, booking_id)
-        await audit.record(conn, actor, "booking.cancelled", booking_id=booking_id, therapist_id=row["therapist_id"])
-        return await fetch_booking(conn, booking_id)
+        await audit.record(conn, actor, "booking.cancelled", booking_id=booking_id, therapist_id=booking.therapist_id)
+        return await get(conn, booking_id)
 
 
 async def reschedule(
@@ -202,18 +319,26 @@ async def reschedule(
     actor: Principal,
     now: dt.datetime,
     sources: Sequence[BusySource] = (),
-) -> asyncpg.Record:
+) -> Booking:
     """Move a booking in one UPDATE: if the new time is taken the old booking stands untouched (409)."""
-    row = await fetch_booking(conn, booking_id)
-    if row["status"] != "confirmed":
-        raise Problem(409, "booking_cancelled", "A cancelled booking cannot be rescheduled; book a new time.")
-    if row["starts_at"] <= now:
-        raise Problem(409, "booking_started", "A session that has started cannot be rescheduled.")
-    therapist = await conn.fetchrow("SELECT * FROM therapists WHERE id = $1", row["therapist_id"])
-    session_type = await conn.fetchrow("SELECT * FROM session_types WHERE id = $1", row["session_type_id"])
+    booking = await get(conn, booking_id)
+    if booking.status != "confirmed":
+        raise Conflict("A cancelled booking cannot be rescheduled; book a new time.", code="booking_cancelled")
+    if booking.starts_at <= now:
+        raise Conflict("A session that has started cannot be rescheduled.", code="booking_started")
+    session_type = await session_types.get(conn, booking.session_type_id)
     start = new_start.astimezone(dt.UTC)
-    await check_offered(conn, therapist, session_type, start, now, exclude=booking_id, sources=sources)
-    rules = therapists.rules_of(session_type)
+    await check_offered(
+        conn,
+        booking.therapist_id,
+        booking.therapist_timezone,
+        session_type,
+        start,
+        now,
+        exclude=booking_id,
+        sources=sources,
+    )
+    rules = session_type.rules
     blocked = rules.blocked(start)
     try:
         async with conn.transaction():
@@ -225,23 +350,45 @@ async def reschedule(
                 Range(blocked.start, blocked.end),
             )
             if result == "UPDATE 0":
-                raise Problem(409, "booking_cancelled", "This booking was cancelled meanwhile.")
+                raise Conflict("This booking was cancelled meanwhile.", code="booking_cancelled")
             await audit.record(
-                conn, actor, "booking.rescheduled", booking_id=booking_id, therapist_id=row["therapist_id"]
+                conn, actor, "booking.rescheduled", booking_id=booking_id, therapist_id=booking.therapist_id
             )
     except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
         raise slot_taken() from None
-    return await fetch_booking(conn, booking_id)
+    return await get(conn, booking_id)
 
 
-async def list_for_therapist(
-    conn: asyncpg.Pool, therapist_id: uuid.UUID, span: Span, status: str | None
-) -> list[asyncpg.Record]:
+async def list_for_therapist(conn: Executor, therapist_id: uuid.UUID, span: Span, status: str | None) -> list[Booking]:
     if status is not None and status not in {"confirmed", "cancelled"}:
         raise invalid("`status` must be confirmed or cancelled.")
-    return list(await conn.fetch(SELECT_THERAPIST_BOOKINGS, therapist_id, span.start, span.end, status))
+    return [
+        record_to(Booking, r)
+        for r in await conn.fetch(SELECT_THERAPIST_BOOKINGS, therapist_id, span.start, span.end, status)
+    ]
 
 
-def client_zone_ok(name: str | None) -> None:
-    if name is not None:
-        zone(name, "client_timezone")
+async def list_for_reader(
+    conn: Executor, therapist_id: uuid.UUID, span: Span, status: str | None, reader: Principal
+) -> list[Booking]:
+    """A therapist's bookings overlapping `span`, for the therapist; every one listed is audited."""
+    found = await list_for_therapist(conn, therapist_id, span, status)
+    await audit.record_many(conn, reader, "booking.listed", [b.id for b in found], therapist_id=therapist_id)
+    return found
+
+
+async def free_slots(
+    conn: Executor,
+    therapist: Therapist,
+    session_type: SessionType,
+    window: Span,
+    now: dt.datetime,
+    sources: Sequence[BusySource] = (),
+) -> list[Span]:
+    """The times a client could book in `window`: the therapist's hours minus busy time (buffers included)."""
+    rules = session_type.rules
+    av, _ = await availability.load(conn, therapist.id, therapist.timezone)
+    # Busy time just outside the window still blocks slots that start inside it.
+    margin = dt.timedelta(minutes=rules.buffer_before + rules.buffer_after + rules.duration + 1440)
+    busy = await busy_spans(conn, therapist.id, Span(window.start - margin, window.end + margin), sources=sources)
+    return compute_slots(av, rules, busy, window, now)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from aiohttp import web
+
 
 class Clock:
     """Wall-clock time in UTC. `advance` shifts it (for rehearsing a session ahead of time in tests)."""
@@ -16,3 +18,7 @@ class Clock:
 
     def advance(self, delta: timedelta) -> None:
         self.offset += delta
+
+
+# The app's clock (tests and rehearsals move it; everything that asks "now?" reads this one).
+CLOCK = web.AppKey("clock", Clock)

@@ -18,6 +18,10 @@ ADMIN_TOKEN = "trm_"
 INVITE_LINK = "tri_"
 RESET_LINK = "trr_"
 SESSION = "trs_"
+# A one-time password link: an invite or a reset.
+LINK_PREFIXES = (INVITE_LINK, RESET_LINK)
+# Ours are 36 characters; anything much longer is not worth a lookup.
+MAX_SECRET_LENGTH = 100
 
 # 24 random bytes: 192 bits, comfortably above the 128 the design asks for.
 _RANDOM_BYTES = 24
@@ -35,3 +39,8 @@ def secret_hash(secret: str) -> bytes:
 
 def same_secret(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
+
+
+def looks_like(value: str, prefixes: tuple[str, ...]) -> bool:
+    """Shaped like one of our secrets with one of these prefixes (checked before any lookup)."""
+    return value.startswith(prefixes) and len(value) <= MAX_SECRET_LENGTH

@@ -10,9 +10,11 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
+from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +144,21 @@ async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> Async
         yield pool
     finally:
         await pool.close()
+
+
+# The app's connection pool, and the URL it was opened with (the PostgreSQL relay opens its own
+# LISTEN connection to it).
+POOL = web.AppKey("pool", asyncpg.Pool)
+DATABASE_URL = web.AppKey("database_url", str)
+
+# Anything that runs a query: the pool (one statement, its own connection) or a connection (in a transaction).
+Executor = asyncpg.Pool | asyncpg.Connection
+T = TypeVar("T")
+
+
+def record_to(type_: type[T], record: asyncpg.Record) -> T:
+    """A row as a typed value (a msgspec struct or dataclass), checked field by field.
+
+    asyncpg rows are untyped; converting them where they are read, in the module that owns the
+    table, is what lets mypy check every later use. Columns the type does not name are ignored."""
+    return msgspec.convert(dict(record.items()), type_)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from broker.problems import Problem, invalid
+from broker.errors import Conflict, invalid
 
 MAX_KEY_LENGTH = 200
 
@@ -70,7 +70,7 @@ async def claim(conn: asyncpg.Connection, scope: uuid.UUID, key: str, request_ha
         return None
     row = await conn.fetchrow(SELECT_KEY, scope, _key_hash(key))
     if row is None or row["response_status"] is None:
-        raise Problem(409, "idempotency_in_progress", "A request with this Idempotency-Key is still in progress.")
+        raise Conflict("A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
     if row["request_hash"] != request_hash:
         raise invalid("This Idempotency-Key was already used with a different request.", code="idempotency_key_reused")
     sealed: bytes = row["response_sealed"]

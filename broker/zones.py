@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import zoneinfo
 
-from broker.problems import invalid
+from broker.errors import invalid
 
 
 @functools.cache

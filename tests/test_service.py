@@ -21,8 +21,8 @@ from openapi_spec_validator import validate
 
 from broker import database
 from broker.app import create_app
+from broker.http.openapi import API_ROUTES
 from broker.settings import Settings, SettingsError
-from broker.state import API_ROUTES
 from tests.support import Api, free_port, with_database
 
 TELEROOM = [sys.executable, "-m", "broker.cli"]

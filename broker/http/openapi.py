@@ -7,15 +7,20 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+from aiohttp import web
 
-from broker.api import Endpoint
+from broker.http.endpoints import ApiRoutes, Endpoint
 from broker.schemas import ProblemOut
+
+# Every table of JSON endpoints, for the OpenAPI document; each part appends its own when mounted.
+API_ROUTES = web.AppKey("api_routes", list[ApiRoutes])
 
 _SECURITY: dict[str, dict[str, list[str]]] = {
     "admin": {"adminToken": []},
     "therapist": {"therapistToken": []},
     "booking": {"bookingKey": []},
     "session": {"sessionCookie": []},
+    "link": {"passwordLink": []},
 }
 
 
@@ -79,7 +84,23 @@ def document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any]:
                 },
                 "therapistToken": {"type": "http", "scheme": "bearer", "description": "A therapist's tra_ API token"},
                 "bookingKey": {"type": "http", "scheme": "bearer", "description": "A booking's trk_ key"},
-                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "teleroom_session"},
+                "passwordLink": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The tri_ (invite) or trr_ (reset) secret from a one-time link's #t= fragment",
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "teleroom_session",
+                    "description": "The dashboard's login session; changes also need its X-CSRF-Token",
+                },
             },
         },
     }
+
+
+def mount(app: web.Application, table: ApiRoutes) -> None:
+    """Install a table's endpoints and list them in the OpenAPI document."""
+    app[API_ROUTES].append(table)
+    table.install(app)

@@ -1,11 +1,17 @@
-"""A per-key sliding-window limit kept in memory: what a node can lose, for flood control only."""
+"""Flood control: a per-key sliding-window limit kept in memory (what a node can lose), and the
+caller's address to key it on."""
 
 from __future__ import annotations
 
 import collections
+import ipaddress
 import time
+from collections.abc import Sequence
 
-from broker.problems import Problem
+from aiohttp import web
+
+from broker.errors import RateLimited
+from broker.settings import SETTINGS, IPNetwork
 
 MAX_KEYS = 10_000
 
@@ -38,4 +44,27 @@ class SlidingWindow:
         """Count an event for `key`, or refuse it: 429 `rate_limited` with Retry-After."""
         wait = self.allow(key)
         if wait is not None:
-            raise Problem(429, "rate_limited", detail, retry_after=int(wait) + 1)
+            raise RateLimited(detail, retry_after=int(wait) + 1)
+
+
+def _trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_address(request: web.Request) -> str:
+    """The address rate limits should count: the peer, or, when the peer is a trusted proxy, the
+    right-most address in X-Forwarded-For that is not itself a trusted proxy (a client can prepend
+    anything to that header, so only what our own proxies appended is believed)."""
+    peer = request.remote or "unknown"
+    trusted = request.app[SETTINGS].trusted_proxies
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer

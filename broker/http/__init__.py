@@ -1,0 +1,1 @@
+"""The HTTP edge of the broker: endpoint declarations, authentication, problem+json, OpenAPI."""

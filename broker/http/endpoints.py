@@ -1,0 +1,305 @@
+"""Declaring JSON endpoints once: route, auth, request and response structs, for handlers and OpenAPI.
+
+A declaration is enforced, not only documented: before the handler runs, the path's `{slug}` is
+resolved to the therapist (404 if none), a `/bookings/{id}` path to the booking id, and the caller
+must prove one of the declared `auth` modes, be the therapist named by the slug, and, on a booking,
+hold its key or be its therapist (anyone else learns nothing: 404). The handler receives a `Call`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from broker import bookings, credentials, therapists
+from broker.database import POOL
+from broker.errors import BadRequest, Forbidden, NotFound, Unauthenticated, UnsupportedMediaType, invalid
+from broker.http.auth import authenticate, bearer
+from broker.principals import AuthMode, Principal
+from broker.therapists import Therapist
+
+# "link": a one-time password link's secret as the bearer (checked and spent by the handler).
+Auth = Literal["public", "link"] | AuthMode
+T = TypeVar("T")
+
+# The usual declarations: a therapist by API token or dashboard session; a booking's client or therapist.
+THERAPIST_ACCESS: tuple[Auth, ...] = ("therapist", "session")
+BOOKING_ACCESS: tuple[Auth, ...] = ("booking", "therapist", "session")
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DESCRIBE: dict[Auth, str] = {
+    "admin": "the admin token",
+    "therapist": "the therapist's API token",
+    "session": "the therapist's dashboard session",
+    "booking": "the booking key",
+    "link": "the link's secret (from the URL fragment) as a bearer token",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What an endpoint's declaration resolved before its handler runs."""
+
+    caller: Principal | None = None
+    path_therapist: Therapist | None = None
+    path_booking: uuid.UUID | None = None
+    link: str | None = None
+
+    @property
+    def principal(self) -> Principal:
+        """The authenticated caller (always there unless the endpoint is public)."""
+        if self.caller is None:
+            raise RuntimeError("a public endpoint has no principal")
+        return self.caller
+
+    @property
+    def therapist(self) -> Therapist:
+        """The therapist the path's `{slug}` names."""
+        if self.path_therapist is None:
+            raise RuntimeError("this endpoint's path has no {slug}")
+        return self.path_therapist
+
+    @property
+    def link_secret(self) -> str:
+        """The one-time link secret a `link` endpoint was called with (not yet checked)."""
+        if self.link is None:
+            raise RuntimeError("this endpoint is not called with a link secret")
+        return self.link
+
+    @property
+    def booking_id(self) -> uuid.UUID:
+        """The booking the path's `/bookings/{id}` names, which the caller may access."""
+        if self.path_booking is None:
+            raise RuntimeError("this endpoint's path names no booking")
+        return self.path_booking
+
+
+ApiHandler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A path or query parameter, for the OpenAPI document."""
+
+    name: str
+    where: Literal["path", "query", "header"]
+    description: str
+    required: bool = False
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+SLUG = Param("slug", "path", "The therapist's public slug.", required=True)
+BOOKING_ID = Param("id", "path", "Booking id", required=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: ApiHandler
+    summary: str
+    auth: tuple[Auth, ...]
+    body: type[Any] | None
+    response: type[Any] | None
+    status: int
+    params: tuple[Param, ...]
+    errors: tuple[int, ...]
+    tag: str
+    content_type: str = "application/json"
+
+    @property
+    def public(self) -> bool:
+        return "public" in self.auth
+
+    @property
+    def names_therapist(self) -> bool:
+        return "{slug}" in self.path
+
+    @property
+    def names_booking(self) -> bool:
+        return "/bookings/{id}" in self.path
+
+    def describe_auth(self) -> str:
+        return " or ".join(_DESCRIBE[a] for a in self.auth if a != "public")
+
+    async def resolve(self, request: web.Request) -> Call:
+        """Enforce the declaration: the path's therapist and booking, and who may call."""
+        pool = request.app[POOL]
+        therapist = await therapists.by_slug(pool, request.match_info["slug"]) if self.names_therapist else None
+        booking_id = parse_uuid(request.match_info["id"], "booking") if self.names_booking else None
+        if self.public:
+            return Call(path_therapist=therapist, path_booking=booking_id)
+        if self.auth == ("link",):
+            secret = bearer(request)
+            if secret is None or not credentials.looks_like(secret, credentials.LINK_PREFIXES):
+                raise Unauthenticated(f"Send {_DESCRIBE['link']}.")
+            return Call(path_therapist=therapist, path_booking=booking_id, link=secret)
+        principal = await authenticate(request)
+        if principal is None:
+            raise Unauthenticated(f"This needs {self.describe_auth()}.")
+        # Whoever cannot see a booking learns nothing of it (404), whatever else they may do.
+        if booking_id is not None and not await _may_access(pool, principal, booking_id):
+            raise NotFound("booking")
+        if principal.mode not in self.auth:
+            raise Forbidden(f"This needs {self.describe_auth()}.")
+        if therapist is not None and principal.kind == "therapist" and principal.therapist_id != therapist.id:
+            raise Forbidden("Only this therapist can do that.")
+        return Call(caller=principal, path_therapist=therapist, path_booking=booking_id)
+
+    def bind(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def enforced(request: web.Request) -> web.StreamResponse:
+            return await self.handler(request, await self.resolve(request))
+
+        enforced.__name__ = self.handler.__name__
+        return enforced
+
+
+async def _may_access(pool: Any, principal: Principal, booking_id: uuid.UUID) -> bool:
+    """The booking's client (by its key) or its therapist."""
+    if principal.kind == "client":
+        return principal.booking_id == booking_id
+    if principal.kind == "therapist":
+        return await bookings.owner(pool, booking_id) == principal.therapist_id
+    return False
+
+
+class ApiRoutes:
+    """A table of endpoints (like aiohttp's RouteTableDef) that also knows their wire types and auth."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        auth: Auth | Sequence[Auth] = "public",
+        body: type[Any] | None = None,
+        response: type[Any] | None = None,
+        status: int = 200,
+        params: Sequence[Param] = (),
+        errors: Sequence[int] = (),
+        content_type: str = "application/json",
+    ) -> Callable[[ApiHandler], ApiHandler]:
+        modes = (auth,) if isinstance(auth, str) else tuple(auth)
+        for alone in ("public", "link"):
+            if alone in modes and len(modes) > 1:
+                raise ValueError(f"{method} {path}: a {alone} endpoint declares no other auth mode")
+        declared = {(p.name, p.where) for p in params}
+        implied = [p for p, needed in ((SLUG, "{slug}" in path), (BOOKING_ID, "/bookings/{id}" in path)) if needed]
+        all_params = tuple(p for p in implied if (p.name, p.where) not in declared) + tuple(params)
+        implied_errors = {401, 403} if "public" not in modes else set()
+        if "{slug}" in path or "/bookings/{id}" in path:
+            implied_errors.add(404)
+
+        def register(handler: ApiHandler) -> ApiHandler:
+            self.endpoints.append(
+                Endpoint(
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    summary=summary,
+                    auth=modes,
+                    body=body,
+                    response=response,
+                    status=status,
+                    params=all_params,
+                    errors=tuple(sorted(implied_errors | set(errors))),
+                    tag=self.tag,
+                    content_type=content_type,
+                )
+            )
+            return handler
+
+        return register
+
+    def install(self, app: web.Application) -> None:
+        for ep in self.endpoints:
+            app.router.add_route(ep.method, ep.path, ep.bind())
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    """A path id; one that is not a UUID names nothing (404), like an unknown one."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(what) from None
+
+
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
+    dec = _decoders.get(type_)
+    if dec is None:
+        dec = _decoders[type_] = msgspec.json.Decoder(type_, strict=True)
+    return dec
+
+
+async def read_json(request: web.Request, type_: type[T], *, allow_empty: bool = False) -> T | None:
+    """Decode the body into `type_` strictly; raise an error describing exactly what is wrong."""
+    raw = await request.read()  # aiohttp enforces client_max_size and raises 413 beyond it
+    if not raw.strip():
+        if allow_empty:
+            return None
+        raise BadRequest("This request needs a JSON body.", code="body_required")
+    ctype = request.content_type
+    if ctype not in {"application/json", "application/merge-patch+json"} and not ctype.endswith("+json"):
+        raise UnsupportedMediaType("Send the body as application/json.")
+    try:
+        value = _decoder(type_).decode(raw)
+    except msgspec.ValidationError as exc:
+        raise invalid(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}", code="malformed_json") from None
+    check_text(value)
+    return value
+
+
+def check_text(value: Any, path: str = "$") -> None:
+    """Refuse control characters (NUL above all, which PostgreSQL text cannot hold) anywhere in input."""
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise invalid(f"Text at `{path}` contains control characters.", code="invalid_text")
+    elif isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            check_text(getattr(value, name), f"{path}.{name}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_text(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, path)
+            check_text(item, f"{path}.{key}")
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def respond(
+    value: Any, status: int = 200, headers: dict[str, str] | None = None, content_type: str = "application/json"
+) -> web.Response:
+    """A JSON response from a struct or plain value."""
+    return web.Response(body=_encoder.encode(value), status=status, content_type=content_type, headers=headers)
+
+
+def query_param(request: web.Request, name: str, *, required: bool = False) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise invalid(f"Query parameter `{name}` was given more than once.")
+    if not values:
+        if required:
+            raise invalid(f"Query parameter `{name}` is required.", code="missing_parameter")
+        return None
+    value = values[0]
+    check_text(value, name)
+    return value

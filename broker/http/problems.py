@@ -1,0 +1,148 @@
+"""The one place errors become HTTP: RFC 9457 problem+json with a stable `code`, never a bare 500 page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import uuid
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler as RequestHandler
+
+from broker import errors
+from broker.settings import SETTINGS
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+log = logging.getLogger("teleroom")
+
+# Which status each kind of domain error is; the most specific class wins (checked in MRO order).
+STATUS: dict[type[errors.TeleroomError], int] = {
+    errors.BadRequest: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Gone: 410,
+    errors.TooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.InvalidInput: 422,
+    errors.RateLimited: 429,
+    errors.Unavailable: 503,
+}
+
+TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    410: "Gone",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    426: "Upgrade required",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class HttpProblem(errors.TeleroomError):
+    """An error that only exists at the HTTP edge (a wrong method, a missing WebSocket upgrade)."""
+
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail, code=code, **extra)
+        self.status = status
+
+
+def status_of(error: errors.TeleroomError) -> int:
+    if isinstance(error, HttpProblem):
+        return error.status
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def problem_body(error: errors.TeleroomError) -> dict[str, Any]:
+    status = status_of(error)
+    return {
+        "type": f"https://teleroom.dev/problems/{error.code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": error.detail,
+        "code": error.code,
+        **error.extra,
+    }
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def problem_response(error: errors.TeleroomError) -> web.Response:
+    status = status_of(error)
+    response = web.Response(body=_encoder.encode(problem_body(error)), status=status, content_type=PROBLEM_CONTENT_TYPE)
+    if "retry_after" in error.extra:  # RFC 9110 section 10.2.3, for 429 and 503
+        response.headers["Retry-After"] = str(error.extra["retry_after"])
+    return response
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def loggable_path(request: web.BaseRequest) -> str:
+    """The path with secrets masked: routes that carry a token in the path log their pattern."""
+    if isinstance(request, web.Request) and "token" in request.match_info:
+        info = request.match_info.route.resource
+        return info.canonical if info is not None else "(redacted)"
+    return request.path
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
+    """Every error leaves as application/problem+json with a stable code; never a bare 500 page."""
+    try:
+        return await handler(request)
+    except errors.TeleroomError as error:
+        return problem_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == PROBLEM_CONTENT_TYPE:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        detail = exc.reason
+        if exc.status == 413:
+            detail = f"The body is larger than {request.app[SETTINGS].max_body_bytes} bytes."
+        response = problem_response(HttpProblem(exc.status, code, detail))
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:
+        incident = uuid.uuid4().hex[:12]
+        # Where it failed, but not the exception's message: database errors quote the values
+        # involved (a name, an email), and logs must carry identifiers only.
+        log.error(
+            "unhandled %s, incident %s, %s %s\n%s",
+            type(exc).__name__,
+            incident,
+            request.method,
+            loggable_path(request),
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return problem_response(
+            HttpProblem(500, "internal_error", f"Something went wrong on our side (incident {incident}).")
+        )

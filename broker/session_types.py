@@ -1,0 +1,112 @@
+"""Session types a therapist offers (length, buffers, notice, horizon): the `session_types` table."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from broker import schemas
+from broker.database import Executor, record_to
+from broker.errors import NotFound, invalid
+from calendars.slots import SessionRules
+
+INSERT_SESSION_TYPE = """
+INSERT INTO session_types (id, therapist_id, name, duration_minutes, buffer_before_minutes,
+    buffer_after_minutes, min_notice_minutes, horizon_days, slot_interval_minutes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING *
+"""
+SELECT_SESSION_TYPES = """
+SELECT * FROM session_types WHERE therapist_id = $1 AND active ORDER BY created_at, id
+"""
+SELECT_ACTIVE = "SELECT * FROM session_types WHERE id = $1 AND therapist_id = $2 AND active"
+SELECT_ANY = "SELECT * FROM session_types WHERE id = $1"
+ARCHIVE_SESSION_TYPE = "UPDATE session_types SET active = false WHERE id = $1 AND therapist_id = $2 AND active"
+
+
+class SessionType(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    therapist_id: uuid.UUID
+    name: str
+    duration_minutes: int
+    buffer_before_minutes: int
+    buffer_after_minutes: int
+    min_notice_minutes: int
+    horizon_days: int
+    slot_interval_minutes: int
+    active: bool
+
+    @property
+    def rules(self) -> SessionRules:
+        """What `calendars.slots` needs to offer and check times of this type."""
+        return SessionRules(
+            duration=self.duration_minutes,
+            buffer_before=self.buffer_before_minutes,
+            buffer_after=self.buffer_after_minutes,
+            min_notice=self.min_notice_minutes,
+            horizon_days=self.horizon_days,
+            slot_interval=self.slot_interval_minutes,
+        )
+
+    def to_wire(self) -> schemas.SessionTypeOut:
+        return schemas.SessionTypeOut(
+            id=str(self.id),
+            name=self.name,
+            duration_minutes=self.duration_minutes,
+            buffer_before_minutes=self.buffer_before_minutes,
+            buffer_after_minutes=self.buffer_after_minutes,
+            min_notice_minutes=self.min_notice_minutes,
+            horizon_days=self.horizon_days,
+            slot_interval_minutes=self.slot_interval_minutes,
+        )
+
+
+async def add(conn: Executor, therapist_id: uuid.UUID, body: schemas.SessionTypeIn) -> SessionType:
+    row = await conn.fetchrow(
+        INSERT_SESSION_TYPE,
+        uuid.uuid4(),
+        therapist_id,
+        body.name,
+        body.duration_minutes,
+        body.buffer_before_minutes,
+        body.buffer_after_minutes,
+        body.min_notice_minutes,
+        body.horizon_days,
+        body.slot_interval_minutes or body.duration_minutes,
+    )
+    return record_to(SessionType, row)
+
+
+async def offered(conn: Executor, therapist_id: uuid.UUID) -> list[SessionType]:
+    """The session types a therapist offers now, oldest first."""
+    return [record_to(SessionType, r) for r in await conn.fetch(SELECT_SESSION_TYPES, therapist_id)]
+
+
+async def active(conn: Executor, therapist_id: uuid.UUID, raw_id: str) -> SessionType:
+    """An active session type of this therapist, or invalid input `unknown_session_type`."""
+    try:
+        type_id = uuid.UUID(raw_id)
+    except ValueError:
+        type_id = None
+    row = await conn.fetchrow(SELECT_ACTIVE, type_id, therapist_id) if type_id else None
+    if row is None:
+        raise invalid("This therapist offers no such session type.", code="unknown_session_type")
+    return record_to(SessionType, row)
+
+
+async def get(conn: Executor, type_id: uuid.UUID) -> SessionType:
+    """A session type by id, archived or not (a booking keeps the type it was made with)."""
+    row = await conn.fetchrow(SELECT_ANY, type_id)
+    if row is None:
+        raise NotFound("session type")
+    return record_to(SessionType, row)
+
+
+async def archive(conn: Executor, therapist_id: uuid.UUID, raw_id: str) -> None:
+    try:
+        type_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise NotFound("session type") from None
+    if await conn.execute(ARCHIVE_SESSION_TYPE, type_id, therapist_id) == "UPDATE 0":
+        raise NotFound("session type")
