@@ -13,10 +13,12 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from broker.database import record_to
 from broker.errors import Conflict, invalid
 
 MAX_KEY_LENGTH = 200
@@ -34,6 +36,12 @@ STORE_RESPONSE = """
 UPDATE idempotency_keys SET response_status = $3, response_sealed = $4
 WHERE therapist_id = $1 AND key_hash = $2
 """
+
+
+class _Stored(msgspec.Struct, frozen=True):
+    request_hash: bytes
+    response_status: int | None
+    response_sealed: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +77,14 @@ async def claim(conn: asyncpg.Connection, scope: uuid.UUID, key: str, request_ha
     if await conn.fetchval(CLAIM_KEY, scope, _key_hash(key), request_hash):
         return None
     row = await conn.fetchrow(SELECT_KEY, scope, _key_hash(key))
-    if row is None or row["response_status"] is None:
+    stored = None if row is None else record_to(_Stored, row)
+    if stored is None or stored.response_status is None or stored.response_sealed is None:
         raise Conflict("A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
-    if row["request_hash"] != request_hash:
+    if stored.request_hash != request_hash:
         raise invalid("This Idempotency-Key was already used with a different request.", code="idempotency_key_reused")
-    sealed: bytes = row["response_sealed"]
+    sealed = stored.response_sealed
     body = _aead(key, scope).decrypt(sealed[:12], sealed[12:], scope.bytes)
-    return Replay(status=row["response_status"], body=body)
+    return Replay(status=stored.response_status, body=body)
 
 
 async def store(conn: asyncpg.Connection, scope: uuid.UUID, key: str, status: int, body: bytes) -> None:

@@ -39,12 +39,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 import asyncpg
+import msgspec
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwk, jwt
 from jose.exceptions import JOSEError
 
+from broker.database import record_to
 from broker.errors import Forbidden, Unauthenticated
 from broker.settings import Settings
 
@@ -117,6 +119,17 @@ class MintedToken:
     expires_at: datetime
 
 
+class _SigningKey(msgspec.Struct, frozen=True):
+    kid: str
+    private_pem: str
+
+
+class _PublicKey(msgspec.Struct, frozen=True):
+    kid: str
+    public_jwk: str
+    retire_after: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class _Verifier:
     key: Any  # a jose Key
@@ -155,8 +168,9 @@ class KeyRing:
             await ensure_signing_key(pool, secret=self.secret)
             row = await pool.fetchrow(SELECT_CURRENT_KEY)
             assert row is not None
-        if self._signer is None or self._signer[0] != row["kid"]:
-            self._signer = (row["kid"], jwk.construct(_open_private(row["private_pem"], self.secret), ALGORITHM))
+        current = record_to(_SigningKey, row)
+        if self._signer is None or self._signer[0] != current.kid:
+            self._signer = (current.kid, jwk.construct(_open_private(current.private_pem, self.secret), ALGORITHM))
         self._signer_at = time.monotonic()
         return self._signer
 
@@ -167,10 +181,10 @@ class KeyRing:
         if age >= self.refresh_seconds * 6 or (kid not in self._verifiers and age >= self.miss_seconds):
             async with self._lock:
                 if self._verifiers_at == stamp:  # nobody refreshed while we waited for the lock
-                    rows = await pool.fetch(SELECT_PUBLIC_KEYS)
+                    keys = [record_to(_PublicKey, r) for r in await pool.fetch(SELECT_PUBLIC_KEYS)]
                     self._verifiers = {
-                        r["kid"]: _Verifier(jwk.construct(json.loads(r["public_jwk"]), ALGORITHM), r["retire_after"])
-                        for r in rows
+                        k.kid: _Verifier(jwk.construct(json.loads(k.public_jwk), ALGORITHM), k.retire_after)
+                        for k in keys
                     }
                     self._verifiers_at = time.monotonic()
         found = self._verifiers.get(kid)
@@ -261,8 +275,8 @@ async def rotate(
 
 async def public_jwks(pool: asyncpg.Pool, *, now: datetime | None = None) -> dict[str, Any]:
     """The JWK Set (RFC 7517 section 5) of every key that still verifies: current first."""
-    rows = await pool.fetch(SELECT_SERVED_KEYS, now or datetime.now(UTC))
-    return {"keys": [json.loads(r["public_jwk"]) for r in rows]}
+    served: list[str] = [r[0] for r in await pool.fetch(SELECT_SERVED_KEYS, now or datetime.now(UTC))]
+    return {"keys": [json.loads(text) for text in served]}
 
 
 def _jsonb(value: dict[str, Any]) -> str:
