@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from broker.cli_support import Subcommands
+from broker.room_access import signaling_url
 from broker.settings import add_flags
 from signaling.participant import Participant, echo_check
 
@@ -87,9 +88,7 @@ async def probe(url: str, token: str | None, seconds: float) -> bool:
             if room is None:
                 report.line(False, "room", "the token is not a room token (no `room` claim)")
             else:
-                scheme = "wss" if base.startswith("https://") else "ws"
-                signaling_url = f"{scheme}://{base.split('://', 1)[1]}/ws?room={room}"
-                participant = Participant(signaling_url, token, session=session, media=False)
+                participant = Participant(signaling_url(base, room), token, session=session, media=False)
                 try:
                     async with asyncio.timeout(seconds):
                         joined = await participant.join()

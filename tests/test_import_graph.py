@@ -142,6 +142,21 @@ def direction_violations(graph: Graph) -> list[str]:
     return found
 
 
+# Inside broker: the HTTP edge (endpoint declarations, problem+json, routes) may use the domain
+# modules, never the other way round, so the core stays callable from the command line and tests.
+BROKER_EDGE = ("broker.http", "broker.routes")
+
+
+def edge_imports_from_the_core(graph: Graph) -> list[str]:
+    """Each import of broker's HTTP edge by one of broker's domain modules."""
+    found = []
+    for module, imported in sorted(graph.items()):
+        if not module.startswith("broker.") or module.startswith(BROKER_EDGE) or module in COMPOSITION_ROOTS:
+            continue
+        found.extend(f"{module} -> {t}" for t in sorted(imported) if t.startswith(BROKER_EDGE))
+    return found
+
+
 # --- the project --------------------------------------------------------------------------------
 
 
@@ -153,6 +168,16 @@ def test_no_module_of_ours_imports_itself_in_a_circle() -> None:
 def test_imports_follow_the_dependency_direction() -> None:
     violations = direction_violations(import_graph())
     assert not violations, "imports against DESIGN.md's direction:\n" + "\n".join(violations)
+
+
+def test_broker_domain_modules_never_import_the_http_edge() -> None:
+    violations = edge_imports_from_the_core(import_graph())
+    assert not violations, "domain modules importing the HTTP edge:\n" + "\n".join(violations)
+
+
+def test_edge_checker_refuses_a_domain_module_importing_a_route() -> None:
+    graph = {"broker.bookings": {"broker.routes.bookings"}, "broker.routes.bookings": {"broker.bookings"}}
+    assert edge_imports_from_the_core(graph) == ["broker.bookings -> broker.routes.bookings"]
 
 
 def test_the_graph_sees_the_command_line_composition() -> None:
