@@ -166,9 +166,8 @@ def _screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     saved = support.saved_screenshot_dir()
     if saved is not None:
-        terminalreporter.write_line(
-            f"browser screenshots: {saved} (TELEROOM_SCREENSHOTS=docs writes them to docs/screenshots)"
-        )
+        hint = "" if saved == support.DOCS_SCREENSHOTS else " (TELEROOM_SCREENSHOTS=docs: into docs/screenshots)"
+        terminalreporter.write_line(f"browser screenshots: {saved}{hint}")
 
 
 @pytest.hookimpl(hookwrapper=True)
