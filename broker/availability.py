@@ -11,7 +11,7 @@ import uuid
 import msgspec
 
 from broker import schemas
-from broker.database import Executor
+from broker.database import Executor, record_to
 from broker.errors import invalid
 from broker.zones import zone
 from calendars.slots import WEEKDAYS, Availability, Interval
@@ -90,18 +90,26 @@ async def save(conn: Executor, therapist_id: uuid.UUID, av: Availability) -> dt.
     return updated
 
 
+class _Stored(msgspec.Struct, frozen=True):
+    """The row: rules as JSON objects of minute pairs, keyed by weekday number and by ISO date."""
+
+    timezone: str
+    weekly: str
+    overrides: str
+    updated_at: dt.datetime
+
+
 async def load(conn: Executor, therapist_id: uuid.UUID, default_zone: str) -> tuple[Availability, dt.datetime | None]:
     """The therapist's rules; none published yet means no availability at all."""
     row = await conn.fetchrow(SELECT_AVAILABILITY, therapist_id)
     if row is None:
         return Availability(timezone=default_zone), None
-    weekly_raw: dict[str, list[list[int]]] = msgspec.json.decode(row["weekly"])
-    overrides_raw: dict[str, list[list[int]]] = msgspec.json.decode(row["overrides"])
+    stored = record_to(_Stored, row)
+    weekly_raw = msgspec.json.decode(stored.weekly, type=dict[int, list[tuple[int, int]]])
+    overrides_raw = msgspec.json.decode(stored.overrides, type=dict[dt.date, list[tuple[int, int]]])
     av = Availability(
-        timezone=row["timezone"],
-        weekly={int(day): tuple(Interval(s, e) for s, e in ivs) for day, ivs in weekly_raw.items()},
-        overrides={
-            dt.date.fromisoformat(day): tuple(Interval(s, e) for s, e in ivs) for day, ivs in overrides_raw.items()
-        },
+        timezone=stored.timezone,
+        weekly={day: tuple(Interval(s, e) for s, e in ivs) for day, ivs in weekly_raw.items()},
+        overrides={day: tuple(Interval(s, e) for s, e in ivs) for day, ivs in overrides_raw.items()},
     )
-    return av, row["updated_at"]
+    return av, stored.updated_at

@@ -171,7 +171,7 @@ async def busy_spans(
 ) -> list[Span]:
     """Busy time overlapping `span`: confirmed bookings (with buffers) and any extra sources."""
     rows = await conn.fetch(SELECT_BUSY, therapist_id, Range(span.start, span.end), exclude)
-    spans = [Span(r["start"], r["end"]) for r in rows]
+    spans = [record_to(Span, r) for r in rows]
     for source in sources:
         spans.extend(await source(conn, therapist_id, span))
     return spans

@@ -60,7 +60,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
         await conn.execute(CREATE_MIGRATIONS_TABLE)
-        applied = {r["version"]: r["checksum"] for r in await conn.fetch(SELECT_APPLIED)}
+        applied: dict[int, str] = dict(await conn.fetch(SELECT_APPLIED))  # (version, checksum) rows
         for version, name, sql in migration_files():
             checksum = hashlib.sha256(sql.encode()).hexdigest()
             if version in applied:
