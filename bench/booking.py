@@ -48,6 +48,12 @@ async def raw_inserts(svc: Running, n: int, concurrency: int) -> float:
     pool = await asyncpg.create_pool(svc.database_url, min_size=concurrency, max_size=concurrency)
     therapist_id = uuid.UUID(therapist["id"])
     session_type = uuid.UUID(st)
+    client_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO clients (id, therapist_id, name, email) VALUES ($1, $2, 'C', 'c@example.org')",
+        client_id,
+        therapist_id,
+    )
     start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     queue: asyncio.Queue[dt.datetime] = asyncio.Queue()
     for i in range(n):
@@ -60,7 +66,8 @@ async def raw_inserts(svc: Running, n: int, concurrency: int) -> float:
                 end = when + dt.timedelta(minutes=15)
                 await conn.execute(
                     "INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,"
-                    " client_name, client_email, key_hash) VALUES ($1, $2, $3, $4, $5, $6, 'C', 'c@example.org', $7)",
+                    " client_name, client_email, key_hash, client_id)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, 'C', 'c@example.org', $7, $8)",
                     uuid.uuid4(),
                     therapist_id,
                     session_type,
@@ -68,6 +75,7 @@ async def raw_inserts(svc: Running, n: int, concurrency: int) -> float:
                     end,
                     asyncpg.Range(when, end),
                     hashlib.sha256(os.urandom(24)).digest(),
+                    client_id,
                 )
 
     began = time.perf_counter()

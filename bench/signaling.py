@@ -131,9 +131,15 @@ async def make_rooms(pool: asyncpg.Pool, n: int) -> list[tuple[uuid.UUID, dt.dat
                 therapist,
             )
             end = now + dt.timedelta(minutes=50)
+            client = uuid.uuid4()
             await conn.execute(
-                "INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,"
-                " client_name, client_email, key_hash) VALUES ($1, $2, $3, $4, $5, $6, 'C', 'c@example.org', $7)",
+                "INSERT INTO clients (id, therapist_id, name, email) VALUES ($1, $2, 'C', 'c@example.org')",
+                client,
+                therapist,
+            )
+            await conn.execute(
+                "INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked, client_name,"
+                " client_email, key_hash, client_id) VALUES ($1, $2, $3, $4, $5, $6, 'C', 'c@example.org', $7, $8)",
                 booking,
                 therapist,
                 st,
@@ -141,6 +147,7 @@ async def make_rooms(pool: asyncpg.Pool, n: int) -> list[tuple[uuid.UUID, dt.dat
                 end,
                 asyncpg.Range(now, end),
                 hashlib.sha256(os.urandom(24)).digest(),
+                client,
             )
             rooms.append((booking, end + dt.timedelta(minutes=10)))
     return rooms

@@ -36,9 +36,15 @@ async def main() -> None:
             dt.datetime(first.year, first.month, first.day, tzinfo=dt.UTC) + dt.timedelta(hours=h)
             for h in range(0, DAYS * 24, (DAYS * 24) // BOOKINGS)
         ][:BOOKINGS]
+        client_id = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO clients (id, therapist_id, name, email) VALUES ($1, $2, 'C', 'c@example.org')",
+            client_id,
+            therapist_id,
+        )
         await pool.executemany(
             "INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked, client_name,"
-            " client_email, key_hash) VALUES ($1, $2, $3, $4, $5, $6, 'C', 'c@example.org', $7)",
+            " client_email, key_hash, client_id) VALUES ($1, $2, $3, $4, $5, $6, 'C', 'c@example.org', $7, $8)",
             [
                 (
                     uuid.uuid4(),
@@ -48,6 +54,7 @@ async def main() -> None:
                     h + dt.timedelta(minutes=50),
                     asyncpg.Range(h, h + dt.timedelta(minutes=50)),
                     hashlib.sha256(os.urandom(8)).digest(),
+                    client_id,
                 )
                 for h in hours
             ],

@@ -9,8 +9,8 @@ import asyncpg
 from broker.principals import Principal
 
 INSERT_EVENT = """
-INSERT INTO audit_events (actor_kind, actor_id, action, booking_id, therapist_id)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO audit_events (actor_kind, actor_id, action, booking_id, therapist_id, client_id)
+VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 
@@ -21,8 +21,9 @@ async def record(
     *,
     booking_id: uuid.UUID | None = None,
     therapist_id: uuid.UUID | None = None,
+    client_id: uuid.UUID | None = None,
 ) -> None:
-    await conn.execute(INSERT_EVENT, actor.kind, actor.actor_id, action, booking_id, therapist_id)
+    await conn.execute(INSERT_EVENT, actor.kind, actor.actor_id, action, booking_id, therapist_id, client_id)
 
 
 async def record_many(
@@ -36,5 +37,5 @@ async def record_many(
     """One event per booking (a therapist reading a list reads each booking on it)."""
     if booking_ids:
         await conn.executemany(
-            INSERT_EVENT, [(actor.kind, actor.actor_id, action, bid, therapist_id) for bid in booking_ids]
+            INSERT_EVENT, [(actor.kind, actor.actor_id, action, bid, therapist_id, None) for bid in booking_ids]
         )

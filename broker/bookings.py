@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import web
 from asyncpg import Range
 
-from broker import audit, availability, credentials, idempotency, schemas, session_types
+from broker import audit, availability, clients, credentials, idempotency, schemas, session_types
 from broker.database import Executor, record_to
 from broker.errors import Conflict, NotFound, TeleroomError, invalid
 from broker.principals import PUBLIC_CLIENT, Principal
@@ -35,8 +35,8 @@ BUSY_SOURCES = web.AppKey("busy_sources", list[BusySource])
 
 INSERT_BOOKING = """
 INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
-    client_name, client_email, client_phone, client_timezone, key_hash, client_location)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 """
 # A booking with what `Booking` carries of its session type and therapist.
 _SELECT_BOOKINGS = """
@@ -213,6 +213,10 @@ async def _insert(
     )
     try:
         async with conn.transaction():  # a savepoint when nested: a losing insert leaves the caller usable
+            c = body.client
+            client = await clients.match_or_create(
+                conn, therapist.id, name=c.name, email=c.email, phone=c.phone, location=c.location
+            )
             await conn.execute(
                 INSERT_BOOKING,
                 booking.id,
@@ -227,6 +231,7 @@ async def _insert(
                 body.client_timezone,
                 credentials.secret_hash(booking.key),
                 body.client.location,
+                client.id,
             )
             await audit.record(conn, PUBLIC_CLIENT, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
     except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):

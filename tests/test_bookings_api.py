@@ -63,10 +63,11 @@ async def test_database_refuses_overlap_even_without_the_application_check(api: 
     try:
         await db.execute(
             "INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked, client_name,"
-            " client_email, key_hash) SELECT $1, therapist_id, session_type_id, starts_at + interval '5 minutes',"
+            " client_email, key_hash, client_id) SELECT $1, therapist_id, session_type_id,"
+            " starts_at + interval '5 minutes',"
             " ends_at + interval '5 minutes',"
             " tstzrange(starts_at + interval '5 minutes', ends_at + interval '5 minutes'),"
-            " 'x', 'x@example.org', '\\x00' FROM bookings WHERE id = $2",
+            " 'x', 'x@example.org', '\\x00', client_id FROM bookings WHERE id = $2",
             uuid.uuid4(),
             uuid.UUID(created["id"]),
         )
