@@ -10,6 +10,11 @@ times that a change makes impossible or ambiguous are resolved one way everywher
   availability starts at the earlier instant and ends at the later one, so it covers the
   whole wall-clock span the therapist wrote.
 
+Availability is the union of those absolute spans: where one day's hours meet the next day's
+(Monday until 24:00 and Tuesday from 00:00, or a span that ends where a clock change begins the
+next), a slot may run on across the join. A slot still starts on the grid of the interval of its
+own local day; only its end may cross.
+
 Every instant returned is an aware datetime in UTC. Spans are half-open: [start, end).
 """
 
@@ -151,7 +156,8 @@ def local_day_span(day: date, tz: ZoneInfo) -> Span:
 
 
 def available_spans(availability: Availability, first: date, last: date) -> list[Span]:
-    """Absolute spans of availability for the therapist-local days first..last inclusive."""
+    """Absolute availability from the therapist-local days first..last inclusive: sorted and
+    disjoint, spans that meet (across midnight too) joined into one."""
     tz = ZoneInfo(availability.timezone)
     spans: list[Span] = []
     day = first
@@ -162,7 +168,34 @@ def available_spans(availability: Availability, first: date, last: date) -> list
             if end > start:
                 spans.append(Span(start, end))
         day += timedelta(days=1)
-    return spans
+    return merge_spans(spans)
+
+
+def _reach_days(length: timedelta) -> int:
+    """How many days after its start day a span of `length` can end (a local day may be 23 hours)."""
+    return length // timedelta(hours=23) + 1
+
+
+def _covered_until(runs: Sequence[Span], run_starts: Sequence[datetime], instant: datetime) -> datetime | None:
+    """The end of the run of availability that holds `instant`; None when `instant` is not available."""
+    i = bisect.bisect_right(run_starts, instant)
+    if i == 0 or runs[i - 1].end <= instant:
+        return None
+    return runs[i - 1].end
+
+
+def within_availability(availability: Availability, span: Span) -> bool:
+    """Whether the whole of `span` lies inside availability (hours and overrides only).
+
+    The same union of spans `compute_slots` fits a slot into, so a session that could be booked
+    is within availability, whatever its grid, notice or horizon.
+    """
+    tz = ZoneInfo(availability.timezone)
+    day = span.start.astimezone(tz).date()
+    reach = _reach_days(span.end - span.start)
+    runs = available_spans(availability, day - timedelta(days=1), day + timedelta(days=reach))
+    until = _covered_until(runs, [r.start for r in runs], span.start)
+    return until is not None and span.end <= until
 
 
 def compute_slots(
@@ -190,12 +223,17 @@ def compute_slots(
 
     first_day = earliest.astimezone(tz).date() - timedelta(days=1)
     last_day = latest.astimezone(tz).date() + timedelta(days=1)
+    # A slot that starts on last_day may end days later, and the day before first_day may
+    # reach into it (a repeated midnight): availability is read over both margins.
+    runs = available_spans(
+        availability, first_day - timedelta(days=1), last_day + timedelta(days=_reach_days(duration))
+    )
+    run_starts = [r.start for r in runs]
     slots: list[Span] = []
     day = first_day
     while day <= last_day:
         for iv in availability.intervals_on(day):
             avail_start = resolve_wall(day, iv.start, tz, later=False)
-            avail_end = resolve_wall(day, iv.end, tz, later=True)
             minute = iv.start
             while minute < iv.end:
                 local = _naive(day, minute)
@@ -204,7 +242,10 @@ def compute_slots(
                     continue
                 start = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
                 end = start + duration
-                if start < avail_start or end > avail_end or start < earliest or start >= latest:
+                if start < avail_start or start < earliest or start >= latest:
+                    continue
+                until = _covered_until(runs, run_starts, start)
+                if until is None or end > until:
                     continue
                 if _collides(rules.blocked(start), merged_busy, busy_starts):
                     continue
@@ -231,7 +272,8 @@ def is_offered(
 
     The same rules as `compute_slots`, applied to one instant: its wall-clock time must be on
     the grid of an interval of its own local day, be the first occurrence of that wall time,
-    and the slot must fit availability, notice, horizon and busy time.
+    and the slot must fit availability (which may run on past midnight into the next day's
+    hours), notice, horizon and busy time.
     """
     tz = ZoneInfo(availability.timezone)
     start = start.astimezone(UTC)
@@ -245,7 +287,7 @@ def is_offered(
     end = start + timedelta(minutes=rules.duration)
     for iv in availability.intervals_on(day):
         if iv.start <= minute < iv.end and (minute - iv.start) % rules.step == 0:
-            if resolve_wall(day, iv.start, tz) <= start and end <= resolve_wall(day, iv.end, tz, later=True):
+            if resolve_wall(day, iv.start, tz) <= start and within_availability(availability, Span(start, end)):
                 merged = merge_spans(busy)
                 return not _collides(rules.blocked(start), merged, [sp.start for sp in merged])
     return False

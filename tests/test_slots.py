@@ -17,8 +17,10 @@ from calendars.slots import (
     compute_slots,
     dates_window,
     is_offered,
+    offer_problem,
     resolve_wall,
     wall_time_exists,
+    within_availability,
 )
 
 UTC = dt.UTC
@@ -43,11 +45,22 @@ def intervals(draw: st.DrawFn) -> Interval:
 
 
 @st.composite
+def midnight_edges(draw: st.DrawFn) -> Interval:
+    """An interval that starts at 00:00 or ends at 24:00, so that days often meet at midnight."""
+    if draw(st.booleans()):
+        return Interval(draw(st.integers(18 * 4, 24 * 4 - 1)) * 15, 24 * 60)
+    return Interval(0, draw(st.integers(1, 6 * 4)) * 15)
+
+
+day_intervals = st.lists(st.one_of(intervals(), midnight_edges()), max_size=3)
+
+
+@st.composite
 def availabilities(draw: st.DrawFn) -> Availability:
     zone = draw(st.sampled_from(DST_ZONES))
-    weekly = {day: tuple(draw(st.lists(intervals(), max_size=3))) for day in range(7)}
+    weekly = {day: tuple(draw(day_intervals)) for day in range(7)}
     override_days = draw(st.lists(st.sampled_from(DST_DAYS), max_size=3, unique=True))
-    overrides = {day: tuple(draw(st.lists(intervals(), max_size=2))) for day in override_days}
+    overrides = {day: tuple(draw(day_intervals)[:2]) for day in override_days}
     return Availability(timezone=zone, weekly=weekly, overrides=overrides)
 
 
@@ -223,3 +236,142 @@ def test_single_instant_check_agrees_with_the_slot_list(
         assert is_offered(availability, rules, busy, instant, now) == (instant in offered), instant
     for instant in list(offered)[:10]:
         assert is_offered(availability, rules, busy, instant, now)
+
+
+# Availability that meets at local midnight: a slot may run on from one day's hours into the next.
+
+MONDAY = dt.date(2026, 12, 7)
+TUESDAY = MONDAY + dt.timedelta(days=1)
+LATE_MONDAY = Availability(
+    timezone="Europe/Berlin", weekly={0: (Interval(20 * 60, 24 * 60),), 1: (Interval(0, 8 * 60),)}
+)
+HALF_HOURLY_50 = SessionRules(duration=50, slot_interval=30, horizon_days=400)
+LONG_AGO = dt.datetime(2026, 1, 1, tzinfo=UTC)  # before every day these tests open; horizons of 400 days
+
+
+def _at(zone: str, day: dt.date, hour: int, minute: int) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def _starts_on(av: Availability, rules: SessionRules, day: dt.date) -> list[dt.datetime]:
+    window = dates_window(day, day, ZoneInfo(av.timezone))
+    return [s.start for s in compute_slots(av, rules, (), window, LONG_AGO)]
+
+
+def test_session_at_23_30_runs_on_into_tuesdays_hours() -> None:
+    late = _at("Europe/Berlin", MONDAY, 23, 30)
+    assert late in _starts_on(LATE_MONDAY, HALF_HOURLY_50, MONDAY)
+    assert is_offered(LATE_MONDAY, HALF_HOURLY_50, (), late, LONG_AGO)
+    assert offer_problem(LATE_MONDAY, HALF_HOURLY_50, late, LONG_AGO) is None
+
+
+def test_day_off_on_tuesday_ends_mondays_slots_at_midnight() -> None:
+    av = Availability(timezone=LATE_MONDAY.timezone, weekly=LATE_MONDAY.weekly, overrides={TUESDAY: ()})
+    late = _at("Europe/Berlin", MONDAY, 23, 30)
+    starts = _starts_on(av, HALF_HOURLY_50, MONDAY)
+    assert late not in starts
+    assert starts[-1] == _at("Europe/Berlin", MONDAY, 23, 0)  # 23:00-23:50 still fits Monday
+    assert not is_offered(av, HALF_HOURLY_50, (), late, LONG_AGO)
+    assert offer_problem(av, HALF_HOURLY_50, late, LONG_AGO) == "not_on_grid"
+
+
+def test_override_on_monday_can_open_the_join_too() -> None:
+    av = Availability(
+        timezone="Europe/Berlin",
+        weekly={1: (Interval(0, 8 * 60),)},  # no Monday hours at all, except by override
+        overrides={MONDAY: (Interval(22 * 60, 24 * 60),)},
+    )
+    assert _at("Europe/Berlin", MONDAY, 23, 30) in _starts_on(av, HALF_HOURLY_50, MONDAY)
+    shortened = Availability(timezone=av.timezone, weekly=av.weekly, overrides={MONDAY: (Interval(22 * 60, 23 * 60),)})
+    assert _starts_on(shortened, HALF_HOURLY_50, MONDAY) == [_at("Europe/Berlin", MONDAY, 22, 0)]
+
+
+def test_tuesdays_own_grid_is_unchanged_by_the_join() -> None:
+    rules = SessionRules(duration=50, horizon_days=400)  # every 50 minutes from each interval's start
+    tuesday = [
+        s.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M") for s in _starts_on(LATE_MONDAY, rules, TUESDAY)
+    ]
+    assert tuesday[:3] == ["00:00", "00:50", "01:40"]
+
+
+def test_santiago_spring_forward_at_midnight_joins_saturday_to_sunday() -> None:
+    # 2026-09-06 00:00 does not exist in Santiago: Saturday's 24:00 is Sunday's 01:00 -03.
+    zone = "America/Santiago"
+    saturday = dt.date(2026, 9, 5)
+    av = Availability(timezone=zone, weekly={5: (Interval(22 * 60, 24 * 60),), 6: (Interval(0, 2 * 60),)})
+    late = _at(zone, saturday, 23, 30)
+    assert late in _starts_on(av, HALF_HOURLY_50, saturday)
+    assert (late + dt.timedelta(minutes=50)).astimezone(ZoneInfo(zone)).strftime("%H:%M%z") == "01:20-0300"
+    assert offer_problem(av, HALF_HOURLY_50, late, LONG_AGO) is None
+    alone = Availability(timezone=zone, weekly={5: (Interval(22 * 60, 24 * 60),)})
+    assert late not in _starts_on(alone, HALF_HOURLY_50, saturday)
+
+
+def test_santiago_fall_back_at_midnight_joins_the_repeated_hour_to_sunday() -> None:
+    # At 2026-04-05 00:00 -03 Santiago's clocks go back to 23:00 -04: Saturday 23:00-24:00 happens twice.
+    zone = "America/Santiago"
+    saturday, sunday = dt.date(2026, 4, 4), dt.date(2026, 4, 5)
+    rules = SessionRules(duration=120, slot_interval=30, horizon_days=400)
+    av = Availability(timezone=zone, weekly={5: (Interval(23 * 60, 24 * 60),), 6: (Interval(0, 60),)})
+    first_2330 = _at(zone, saturday, 23, 30)  # fold=0: the first 23:30, -03
+    assert first_2330.astimezone(ZoneInfo(zone)).strftime("%z") == "-0300"
+    assert first_2330 in _starts_on(av, rules, saturday)  # ends 00:30 -04 on Sunday
+    assert offer_problem(av, rules, first_2330, LONG_AGO) is None
+    alone = Availability(timezone=zone, weekly={5: (Interval(23 * 60, 24 * 60),)})
+    assert first_2330 not in _starts_on(alone, rules, saturday)
+    assert offer_problem(alone, rules, first_2330, LONG_AGO) == "not_on_grid"
+    assert sunday.weekday() == 6
+
+
+@st.composite
+def midnight_joins(draw: st.DrawFn) -> tuple[Availability, dt.date, int, int]:
+    """Hours from `a` until 24:00 on a day near a clock change, and from 00:00 until `b` the next day."""
+    zone = draw(st.sampled_from(DST_ZONES))
+    day = draw(st.sampled_from(DST_DAYS)) + dt.timedelta(days=draw(st.integers(-1, 0)))
+    a = draw(st.integers(18 * 4, 24 * 4 - 1)) * 15
+    b = draw(st.integers(1, 8 * 4)) * 15
+    av = Availability(
+        timezone=zone, overrides={day: (Interval(a, 24 * 60),), day + dt.timedelta(days=1): (Interval(0, b),)}
+    )
+    return av, day, a, b
+
+
+@settings(max_examples=150, deadline=None)
+@given(joined=midnight_joins(), rules=rules_strategy)
+def test_a_slot_is_offered_across_midnight_exactly_when_the_next_days_hours_hold_its_end(
+    joined: tuple[Availability, dt.date, int, int], rules: SessionRules
+) -> None:
+    av, day, a, b = joined
+    tz = ZoneInfo(av.timezone)
+    rules = SessionRules(duration=rules.duration, slot_interval=rules.slot_interval, horizon_days=400)
+    offered = set(_starts_on(av, rules, day))
+    # The oracle reads only wall clocks: availability is [a on day, b on the next day).
+    opens, closes = resolve_wall(day, a, tz), resolve_wall(day + dt.timedelta(days=1), b, tz, later=True)
+    for minute in range(a, 24 * 60, rules.step):
+        local = dt.datetime(day.year, day.month, day.day) + dt.timedelta(minutes=minute)
+        if not wall_time_exists(local, tz):
+            continue
+        start = local.replace(tzinfo=tz).astimezone(UTC)
+        expected = opens <= start and start + dt.timedelta(minutes=rules.duration) <= closes
+        assert (start in offered) == expected, local
+        assert (offer_problem(av, rules, start, LONG_AGO) is None) == expected, local
+        assert within_availability(av, Span(start, start + dt.timedelta(minutes=rules.duration))) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(joined=midnight_joins(), rules=rules_strategy)
+def test_a_day_off_after_the_join_keeps_every_slot_before_midnight(
+    joined: tuple[Availability, dt.date, int, int], rules: SessionRules
+) -> None:
+    av, day, _, _ = joined
+    next_day = day + dt.timedelta(days=1)
+    rules = SessionRules(duration=rules.duration, slot_interval=rules.slot_interval, horizon_days=400)
+    day_off = Availability(timezone=av.timezone, overrides={**av.overrides, next_day: ()})
+    midnight = resolve_wall(next_day, 0, ZoneInfo(av.timezone), later=True)
+    starts = _starts_on(day_off, rules, day)
+    assert all(s + dt.timedelta(minutes=rules.duration) <= midnight for s in starts)
+    assert set(starts) == {
+        s for s in _starts_on(av, rules, day) if s + dt.timedelta(minutes=rules.duration) <= midnight
+    }
+    for s in _starts_on(av, rules, day):
+        assert (offer_problem(day_off, rules, s, LONG_AGO) is None) == (s in starts)
