@@ -29,6 +29,7 @@ from broker.http.endpoints import Endpoint, respond
 from broker.http.openapi import API_ROUTES, document
 from broker.routes import bookings as booking_routes
 from broker.routes import busy_calendars as busy_calendar_routes
+from broker.routes import clients as client_routes
 from broker.routes import feeds as feed_routes
 from broker.routes import room_tokens as room_token_routes
 from broker.routes import therapists as therapist_routes
@@ -133,6 +134,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         room_token_routes,
         feed_routes,
         busy_calendar_routes,
+        client_routes,
         signaling_mount,
         web_mount,
     ):

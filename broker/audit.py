@@ -39,3 +39,18 @@ async def record_many(
         await conn.executemany(
             INSERT_EVENT, [(actor.kind, actor.actor_id, action, bid, therapist_id, None) for bid in booking_ids]
         )
+
+
+async def record_clients(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    actor: Principal,
+    action: str,
+    client_ids: list[uuid.UUID],
+    *,
+    therapist_id: uuid.UUID,
+) -> None:
+    """One event per client record (a therapist reading the client list reads each record on it)."""
+    if client_ids:
+        await conn.executemany(
+            INSERT_EVENT, [(actor.kind, actor.actor_id, action, None, therapist_id, cid) for cid in client_ids]
+        )

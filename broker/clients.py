@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import asyncpg
 import msgspec
 
-from broker import audit
+from broker import audit, schemas
 from broker.database import Executor, record_to
+from broker.errors import Conflict, NotFound
 from broker.principals import PUBLIC_CLIENT, Principal
 
 # Race-safe: two first bookings of one client meet on the unique index clients_therapist_email,
@@ -74,3 +76,202 @@ async def match_or_create(
     if record_to(_Upserted, row).created:
         await audit.record(conn, actor, "client.created", therapist_id=therapist_id, client_id=client.id)
     return client
+
+
+# The list: each client with their next confirmed session and the last one they attended. A session
+# was attended when its status says so or, until a therapist or the attendance record has said so,
+# when the client was admitted to its room (broker.attendance records that).
+SELECT_SUMMARIES = """
+SELECT c.id, c.name, c.email, c.phone, c.location,
+       n.id AS next_id, n.starts_at AS next_start, n.ends_at AS next_end,
+       a.id AS attended_id, a.starts_at AS attended_start, a.ends_at AS attended_end
+FROM clients c
+LEFT JOIN LATERAL (
+    SELECT b.id, b.starts_at, b.ends_at FROM bookings b
+    WHERE b.client_id = c.id AND b.status = 'confirmed' AND b.ends_at > $2
+    ORDER BY b.starts_at LIMIT 1
+) n ON true
+LEFT JOIN LATERAL (
+    SELECT b.id, b.starts_at, b.ends_at FROM bookings b
+    WHERE b.client_id = c.id AND b.starts_at <= $2 AND (
+        b.status = 'attended' OR EXISTS (
+            SELECT 1 FROM attendance_events ae
+            WHERE ae.booking_id = b.id AND ae.role = 'client' AND ae.event = 'admitted'))
+    ORDER BY b.starts_at DESC LIMIT 1
+) a ON true
+WHERE c.therapist_id = $1
+ORDER BY lower(c.name), c.id
+LIMIT $3
+"""
+SELECT_CLIENT = "SELECT * FROM clients WHERE id = $1 AND therapist_id = $2"
+LOCK_CLIENT = SELECT_CLIENT + " FOR UPDATE"
+# A client's sessions, upcoming ($3 = true: not yet ended, soonest first) or past (latest first).
+SELECT_SESSIONS = """
+SELECT b.id, b.starts_at, b.ends_at, b.status, b.session_type_id, st.name AS session_type_name,
+       st.duration_minutes,
+       EXISTS (
+           SELECT 1 FROM attendance_events ae
+           WHERE ae.booking_id = b.id AND ae.role = 'client' AND ae.event = 'admitted'
+       ) AS client_admitted
+FROM bookings b
+JOIN session_types st ON st.id = b.session_type_id
+WHERE b.client_id = $1 AND (b.ends_at > $2) = $3
+ORDER BY CASE WHEN $3 THEN b.starts_at END, b.starts_at DESC
+LIMIT $4
+"""
+UPDATE_CLIENT = """
+UPDATE clients SET name = $3, email = $4, phone = $5, location = $6, notes = $7, updated_at = now()
+WHERE id = $1 AND therapist_id = $2
+RETURNING *
+"""
+EMAIL_INDEX = "clients_therapist_email"
+MAX_LISTED = 2000
+MAX_SESSIONS = 200
+
+
+class SessionRef(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    start: dt.datetime
+    end: dt.datetime
+
+
+class ClientSummary(msgspec.Struct, frozen=True):
+    """A row of the client list: who, how to reach them, their next session and the last attended."""
+
+    id: uuid.UUID
+    name: str
+    email: str
+    phone: str | None
+    location: str | None
+    next_session: SessionRef | None
+    last_attended: SessionRef | None
+
+
+class _SummaryRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    email: str
+    phone: str | None
+    location: str | None
+    next_id: uuid.UUID | None
+    next_start: dt.datetime | None
+    next_end: dt.datetime | None
+    attended_id: uuid.UUID | None
+    attended_start: dt.datetime | None
+    attended_end: dt.datetime | None
+
+    def summary(self) -> ClientSummary:
+        def ref(id_: uuid.UUID | None, start: dt.datetime | None, end: dt.datetime | None) -> SessionRef | None:
+            return None if id_ is None or start is None or end is None else SessionRef(id_, start, end)
+
+        return ClientSummary(
+            id=self.id,
+            name=self.name,
+            email=self.email,
+            phone=self.phone,
+            location=self.location,
+            next_session=ref(self.next_id, self.next_start, self.next_end),
+            last_attended=ref(self.attended_id, self.attended_start, self.attended_end),
+        )
+
+
+class ClientSession(msgspec.Struct, frozen=True):
+    """One of a client's bookings, as the client page lists it."""
+
+    id: uuid.UUID
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    status: str  # the booking's status (broker.bookings.Status)
+    session_type_id: uuid.UUID
+    session_type_name: str
+    duration_minutes: int
+    client_admitted: bool
+
+
+class ClientRecord(msgspec.Struct, frozen=True):
+    """A client with their sessions: upcoming (soonest first) and past (latest first)."""
+
+    client: Client
+    upcoming: list[ClientSession]
+    past: list[ClientSession]
+
+
+async def list_for_reader(
+    conn: Executor, therapist_id: uuid.UUID, now: dt.datetime, reader: Principal
+) -> list[ClientSummary]:
+    """The therapist's clients by name (at most MAX_LISTED); every record listed is audited."""
+    rows = await conn.fetch(SELECT_SUMMARIES, therapist_id, now, MAX_LISTED)
+    found = [record_to(_SummaryRow, r).summary() for r in rows]
+    await audit.record_clients(conn, reader, "client.listed", [c.id for c in found], therapist_id=therapist_id)
+    return found
+
+
+async def get(conn: Executor, therapist_id: uuid.UUID, client_id: uuid.UUID) -> Client:
+    """The therapist's client; another therapist's client is not found, as an unknown one."""
+    row = await conn.fetchrow(SELECT_CLIENT, client_id, therapist_id)
+    if row is None:
+        raise NotFound("client")
+    return record_to(Client, row)
+
+
+async def sessions(conn: Executor, client_id: uuid.UUID, now: dt.datetime, *, upcoming: bool) -> list[ClientSession]:
+    rows = await conn.fetch(SELECT_SESSIONS, client_id, now, upcoming, MAX_SESSIONS)
+    return [record_to(ClientSession, r) for r in rows]
+
+
+async def read(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, client_id: uuid.UUID, now: dt.datetime, reader: Principal
+) -> ClientRecord:
+    """A client and their sessions, for their therapist; the record and each session listed are audited."""
+    async with conn.transaction(isolation="repeatable_read"):
+        client = await get(conn, therapist_id, client_id)
+        record = ClientRecord(
+            client=client,
+            upcoming=await sessions(conn, client_id, now, upcoming=True),
+            past=await sessions(conn, client_id, now, upcoming=False),
+        )
+        await audit.record(conn, reader, "client.read", therapist_id=therapist_id, client_id=client_id)
+        listed = [s.id for s in (*record.upcoming, *record.past)]
+        await audit.record_many(conn, reader, "booking.listed", listed, therapist_id=therapist_id)
+    return record
+
+
+async def update(
+    conn: asyncpg.Connection,
+    therapist_id: uuid.UUID,
+    client_id: uuid.UUID,
+    changes: schemas.ClientPatch,
+    actor: Principal,
+) -> Client:
+    """Change a client's details; Conflict `client_email_taken` if another client of the therapist has the email.
+
+    Bookings keep the details they were made with; bookings made from now on match the new email."""
+    async with conn.transaction():
+        row = await conn.fetchrow(LOCK_CLIENT, client_id, therapist_id)
+        if row is None:
+            raise NotFound("client")
+        current = record_to(Client, row)
+        given = {f: getattr(changes, f) for f in schemas.ClientPatch.__struct_fields__}
+        # An emptied phone, location or notes field is cleared, not kept as "".
+        merged = msgspec.structs.replace(
+            current, **{f: (None if v == "" else v) for f, v in given.items() if v is not msgspec.UNSET}
+        )
+        try:
+            async with conn.transaction():
+                updated = await conn.fetchrow(
+                    UPDATE_CLIENT,
+                    client_id,
+                    therapist_id,
+                    merged.name,
+                    merged.email,
+                    merged.phone,
+                    merged.location,
+                    merged.notes,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != EMAIL_INDEX:
+                raise
+            raise Conflict("Another of your clients has this email address.", code="client_email_taken") from None
+        assert updated is not None  # locked above
+        await audit.record(conn, actor, "client.updated", therapist_id=therapist_id, client_id=client_id)
+        return record_to(Client, updated)

@@ -194,3 +194,14 @@ class ProblemOut(msgspec.Struct):
 
 class Health(msgspec.Struct):
     status: str
+
+class ClientPatch(Strict):
+    """A therapist's changes to a client record: fields left out stay; phone, location and notes may be null."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    email: Email | msgspec.UnsetType = msgspec.UNSET
+    phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+    location: Place | msgspec.UnsetType | None = msgspec.UNSET
+    notes: Annotated[str, Meta(max_length=5000, description="the therapist's own notes")] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
