@@ -32,6 +32,7 @@ from broker.routes import busy_calendars as busy_calendar_routes
 from broker.routes import clients as client_routes
 from broker.routes import feeds as feed_routes
 from broker.routes import room_tokens as room_token_routes
+from broker.routes import series as series_routes
 from broker.routes import therapists as therapist_routes
 from broker.settings import SETTINGS, Settings
 from signaling import mount as signaling_mount
@@ -132,6 +133,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         therapist_routes,
         booking_routes,
         room_token_routes,
+        series_routes,
         feed_routes,
         busy_calendar_routes,
         client_routes,

@@ -22,7 +22,7 @@ from asyncpg import Range
 
 from broker import audit, availability, clients, credentials, idempotency, schemas, session_types
 from broker.database import Executor, record_to
-from broker.errors import Conflict, NotFound, TeleroomError, invalid
+from broker.errors import Conflict, InvalidInput, NotFound, TeleroomError, invalid
 from broker.principals import PUBLIC_CLIENT, Principal
 from broker.session_types import SessionType
 from broker.therapists import Therapist
@@ -35,8 +35,9 @@ BUSY_SOURCES = web.AppKey("busy_sources", list[BusySource])
 
 INSERT_BOOKING = """
 INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
-    client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
+    series_id, series_index)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
 # A booking with what `Booking` carries of its session type and therapist.
 _SELECT_BOOKINGS = """
@@ -56,6 +57,7 @@ LIMIT 2000
 )
 SELECT_BY_KEY = "SELECT id, therapist_id FROM bookings WHERE key_hash = $1"
 SELECT_OWNER = "SELECT therapist_id FROM bookings WHERE id = $1"
+SELECT_SERIES_OF = "SELECT series_id FROM bookings WHERE id = $1"
 SELECT_BUSY = """
 SELECT lower(blocked) AS start, upper(blocked) AS end FROM bookings
 WHERE therapist_id = $1 AND status = 'confirmed' AND blocked && $2 AND id IS DISTINCT FROM $3
@@ -95,6 +97,7 @@ class Booking(msgspec.Struct, frozen=True):
     therapist_slug: str
     therapist_name: str
     therapist_timezone: str
+    series_id: uuid.UUID | None = None
 
     def to_wire(self) -> schemas.BookingOut:
         return schemas.BookingOut(
@@ -118,6 +121,7 @@ class Booking(msgspec.Struct, frozen=True):
             cancelled_at=self.cancelled_at,
             manage_path=f"/manage/{self.id}",
             join_path=f"/join/{self.id}",
+            series_id=None if self.series_id is None else str(self.series_id),
         )
 
 
@@ -151,6 +155,11 @@ _OFFER_REASONS = {
     "beyond_horizon": "That time is further ahead than this therapist takes bookings.",
     "not_on_grid": "That is not one of the times this therapist offers.",
 }
+
+
+def not_offered(reason: str) -> InvalidInput:
+    """422 `slot_not_offered`, saying why (`calendars.slots.offer_problem`'s reason) the time is never offered."""
+    return invalid(_OFFER_REASONS[reason], code="slot_not_offered", reason=reason)
 
 
 def slot_taken() -> Conflict:
@@ -193,13 +202,19 @@ async def check_offered(
     rules = session_type.rules
     reason = offer_problem(av, rules, start, now)
     if reason is not None:
-        raise invalid(_OFFER_REASONS[reason], code="slot_not_offered", reason=reason)
+        raise not_offered(reason)
     if await busy_spans(conn, therapist_id, rules.blocked(start), exclude=exclude, sources=sources):
         raise slot_taken()
 
 
 async def _insert(
-    conn: asyncpg.Connection, therapist: Therapist, session_type: SessionType, body: schemas.BookingIn
+    conn: asyncpg.Connection,
+    therapist: Therapist,
+    session_type: SessionType,
+    body: schemas.BookingIn,
+    *,
+    actor: Principal = PUBLIC_CLIENT,
+    series: tuple[uuid.UUID, int] | None = None,
 ) -> NewBooking:
     """Insert a confirmed booking; its key is returned once and stored only as a hash."""
     rules = session_type.rules
@@ -232,11 +247,28 @@ async def _insert(
                 credentials.secret_hash(booking.key),
                 body.client.location,
                 client.id,
+                None if series is None else series[0],
+                None if series is None else series[1],
             )
-            await audit.record(conn, PUBLIC_CLIENT, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
+            await audit.record(conn, actor, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
     except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
         raise slot_taken() from None
     return booking
+
+
+async def insert_occurrence(
+    conn: asyncpg.Connection,
+    therapist: Therapist,
+    session_type: SessionType,
+    body: schemas.BookingIn,
+    *,
+    series_id: uuid.UUID,
+    index: int,
+    actor: Principal,
+) -> NewBooking:
+    """One session of a standing series (`broker.series`): an ordinary booking, under the same
+    constraint and audit, that points at its series. A lost slot is `slot_unavailable`."""
+    return await _insert(conn, therapist, session_type, body, actor=actor, series=(series_id, index))
 
 
 async def book(
@@ -288,6 +320,12 @@ async def owner(conn: Executor, booking_id: uuid.UUID) -> uuid.UUID | None:
     """The therapist whose booking this is (None for no such booking)."""
     therapist_id: uuid.UUID | None = await conn.fetchval(SELECT_OWNER, booking_id)
     return therapist_id
+
+
+async def series_of(conn: Executor, booking_id: uuid.UUID) -> uuid.UUID | None:
+    """The standing series a booking belongs to (None for a single booking, or no such booking)."""
+    series_id: uuid.UUID | None = await conn.fetchval(SELECT_SERIES_OF, booking_id)
+    return series_id
 
 
 async def get(conn: Executor, booking_id: uuid.UUID) -> Booking:

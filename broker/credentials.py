@@ -2,7 +2,8 @@
 
 The prefixes make a leaked string easy to recognise and scan for:
 `trk_` booking key, `tra_` therapist API token, `trf_` feed token, `trm_` admin token,
-`tri_` invite link, `trr_` password reset link, `trs_` dashboard session (the cookie's value).
+`tri_` invite link, `trr_` password reset link, `trs_` dashboard session (the cookie's value),
+`trw_` series key (a standing series, weekly or every two weeks: opens the series and each session).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ ADMIN_TOKEN = "trm_"
 INVITE_LINK = "tri_"
 RESET_LINK = "trr_"
 SESSION = "trs_"
+SERIES_KEY = "trw_"
 # A one-time password link: an invite or a reset.
 LINK_PREFIXES = (INVITE_LINK, RESET_LINK)
 # Ours are 36 characters; anything much longer is not worth a lookup.

@@ -13,11 +13,12 @@ AuthMode = Literal["admin", "therapist", "session", "booking"]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller. A client is known only by the booking its key opens."""
+    """An authenticated caller. A client is known only by the booking, or the series, its key opens."""
 
     kind: PrincipalKind
     therapist_id: uuid.UUID | None = None
     booking_id: uuid.UUID | None = None
+    series_id: uuid.UUID | None = None
     via: Literal["bearer", "session"] = "bearer"
 
     @property
@@ -25,7 +26,7 @@ class Principal:
         if self.kind == "therapist":
             return str(self.therapist_id)
         if self.kind == "client":
-            return str(self.booking_id)
+            return str(self.series_id if self.booking_id is None and self.series_id else self.booking_id)
         return None
 
     @property

@@ -19,6 +19,7 @@ WallTime = Annotated[
 Instant = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Id = Annotated[str, Meta(description="UUID")]
+Frequency = Literal["weekly", "biweekly"]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,6 +51,10 @@ class SessionTypeIn(Strict):
     min_notice_minutes: Annotated[int, Meta(ge=0, le=525600)] = 60
     horizon_days: Annotated[int, Meta(ge=1, le=730)] = 60
     slot_interval_minutes: Annotated[int, Meta(ge=5, le=1440)] | None = None
+    series_frequencies: Annotated[
+        list[Frequency], Meta(max_length=2, description="how often clients may book it as a series; [] = never")
+    ] = []
+    series_max_sessions: Annotated[int, Meta(ge=1, le=52, description="the most sessions one series may hold")] = 12
 
 
 class SessionTypeOut(msgspec.Struct):
@@ -61,6 +66,8 @@ class SessionTypeOut(msgspec.Struct):
     min_notice_minutes: int
     horizon_days: int
     slot_interval_minutes: int
+    series_frequencies: list[Frequency]
+    series_max_sessions: int
 
 
 class TherapistPublic(msgspec.Struct):
@@ -178,10 +185,94 @@ class BookingOut(msgspec.Struct):
     cancelled_at: datetime | None
     manage_path: str
     join_path: str
+    series_id: Annotated[Id, Meta(description="the standing series this session belongs to")] | None = None
 
 
 class BookingList(msgspec.Struct):
     bookings: list[BookingOut]
+
+
+# Standing series (broker/series.py): one rule, its occurrences ordinary bookings.
+SeriesCount = Annotated[int, Meta(ge=1, le=1000, description="number of sessions (the session type's maximum applies)")]
+OccurrenceStatus = Literal["free", "taken", "not_offered", "confirmed", "cancelled", "not_booked"]
+
+
+class SeriesPreviewIn(Strict):
+    session_type: Id
+    start: Instant
+    frequency: Frequency
+    count: SeriesCount
+    client_timezone: Zone | None = None
+
+
+class SeriesIn(Strict):
+    session_type: Id
+    start: Instant
+    frequency: Frequency
+    count: SeriesCount
+    client: ClientIn
+    client_timezone: Zone | None = None
+    all_or_nothing: Annotated[bool, Meta(description="book none unless every occurrence is free")] = False
+
+
+class ClientSeriesIn(Strict):
+    """A series the therapist books for an existing client (notice and horizon waived)."""
+
+    session_type: Id
+    start: Instant
+    frequency: Frequency
+    count: SeriesCount
+    client_timezone: Zone | None = None
+    all_or_nothing: bool = False
+
+
+class OccurrenceOut(msgspec.Struct):
+    index: int
+    start: datetime
+    end: datetime
+    therapist_start: Annotated[datetime, Meta(description="the start with the therapist's UTC offset that day")]
+    client_start: Annotated[datetime, Meta(description="the start with the client's UTC offset that day")]
+    status: Annotated[
+        OccurrenceStatus,
+        Meta(description="preview: free, taken, not_offered; a booked series: the booking's status, or not_booked"),
+    ]
+    client_time_differs: Annotated[bool, Meta(description="the client's local time is not the first session's")]
+    booking_id: Id | None = None
+
+
+class SeriesPreviewOut(msgspec.Struct):
+    timezone: str
+    client_timezone: str
+    frequency: Frequency
+    occurrences: list[OccurrenceOut]
+    client_time_changes: Annotated[bool, Meta(description="some session is at another local time for the client")]
+
+
+class SeriesCreated(msgspec.Struct):
+    id: Id
+    series_key: Annotated[str, Meta(description="shown once; opens the series and each of its sessions")]
+    manage_url: str
+    join_url: str
+    booked: int
+    occurrences: list[OccurrenceOut]
+
+
+class SeriesOut(msgspec.Struct):
+    id: Id
+    frequency: Frequency
+    count: int
+    timezone: str
+    client_timezone: str | None
+    session_type: SessionTypeSummary
+    therapist: TherapistSummary
+    created_at: datetime
+    occurrences: list[OccurrenceOut]
+
+
+class SeriesCancelIn(Strict):
+    scope: Annotated[Literal["one", "following", "all"], Meta(description="this session, it and all after, or all")]
+    booking: Annotated[Id, Meta(description="the session (booking id) the scope counts from")] | None = None
+    reason: Annotated[str, Meta(max_length=500)] | None = None
 
 
 class ProblemOut(msgspec.Struct):

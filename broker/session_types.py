@@ -13,8 +13,9 @@ from calendars.slots import SessionRules
 
 INSERT_SESSION_TYPE = """
 INSERT INTO session_types (id, therapist_id, name, duration_minutes, buffer_before_minutes,
-    buffer_after_minutes, min_notice_minutes, horizon_days, slot_interval_minutes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    buffer_after_minutes, min_notice_minutes, horizon_days, slot_interval_minutes,
+    series_frequencies, series_max_sessions)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING *
 """
 SELECT_SESSION_TYPES = """
@@ -36,6 +37,8 @@ class SessionType(msgspec.Struct, frozen=True):
     horizon_days: int
     slot_interval_minutes: int
     active: bool
+    series_frequencies: list[schemas.Frequency]
+    series_max_sessions: int
 
     @property
     def rules(self) -> SessionRules:
@@ -59,6 +62,8 @@ class SessionType(msgspec.Struct, frozen=True):
             min_notice_minutes=self.min_notice_minutes,
             horizon_days=self.horizon_days,
             slot_interval_minutes=self.slot_interval_minutes,
+            series_frequencies=list(self.series_frequencies),
+            series_max_sessions=self.series_max_sessions,
         )
 
 
@@ -74,6 +79,8 @@ async def add(conn: Executor, therapist_id: uuid.UUID, body: schemas.SessionType
         body.min_notice_minutes,
         body.horizon_days,
         body.slot_interval_minutes or body.duration_minutes,
+        sorted(set(body.series_frequencies)),
+        body.series_max_sessions,
     )
     return record_to(SessionType, row)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from broker import attendance, bookings, session_types, therapists, tokens
+from broker import attendance, bookings, outside_hours, session_types, therapists, tokens
 from broker.attendance import Presence
 from broker.bookings import Booking
 from broker.clock import CLOCK
@@ -92,12 +92,13 @@ async def dashboard(request: web.Request) -> web.Response:
     therapist = await therapists.by_id(pool, state.therapist_id)
     tz = zone(therapist.timezone)
     today = now.astimezone(tz).date()
+    reader = session_principal(therapist.id)
     found = await bookings.list_for_reader(
         pool,
         therapist.id,
         dates_window(today, today + dt.timedelta(days=UPCOMING_DAYS), tz),
         "confirmed",
-        session_principal(therapist.id),
+        reader,
     )
     windows = {b.id: tokens.join_window(b.starts_at, b.ends_at, settings) for b in found}
     # Only rooms whose window is open count, so a node that died before recording `left`
@@ -120,6 +121,10 @@ async def dashboard(request: web.Request) -> web.Response:
             "waiting": [s for s in today_rows if s.presence == "waiting"],
             "upcoming": upcoming,
             "upcoming_days": UPCOMING_DAYS,
+            "outside_hours": [
+                _session_row(b, tokens.join_window(b.starts_at, b.ends_at, settings), now, tz, None)
+                for b in await outside_hours.sessions_outside_hours(pool, therapist, now, reader)
+            ],
             "session_types": await session_types.offered(pool, therapist.id),
             "booking_url": f"{settings.origin}/book/{therapist.slug}",
             "csrf_token": csrf.token_for(state.secret),

@@ -1,4 +1,4 @@
-"""Who is calling: bearer tokens (admin, therapist API token, booking key) and pluggable authenticators.
+"""Who is calling: bearer tokens (admin, therapist API token, booking or series key) and pluggable authenticators.
 
 Endpoint declarations (`broker.http.endpoints`) call `authenticate` before the handler runs; a
 handler never authenticates by hand.
@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from broker import admin_tokens, bookings, credentials, therapists
+from broker import admin_tokens, bookings, credentials, series, therapists
 from broker.database import POOL
 from broker.errors import Unauthenticated
 from broker.principals import Principal
@@ -60,6 +60,11 @@ async def _from_bearer(request: web.Request, token: str) -> Principal | None:
         if found is None:
             return None
         return Principal("client", therapist_id=found.therapist_id, booking_id=found.id)
+    if token.startswith(credentials.SERIES_KEY):
+        opened = await series.for_key(pool, token)
+        if opened is None:
+            return None
+        return Principal("client", therapist_id=opened.therapist_id, series_id=opened.id)
     if await admin_tokens.is_admin_token(pool, request.app[SETTINGS], token):
         return Principal("admin")
     return None

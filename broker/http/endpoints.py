@@ -161,8 +161,10 @@ class Endpoint:
 
 
 async def _may_access(pool: Any, principal: Principal, booking_id: uuid.UUID) -> bool:
-    """The booking's client (by its key) or its therapist."""
+    """The booking's client (by its key, or its series' key) or its therapist."""
     if principal.kind == "client":
+        if principal.series_id is not None:
+            return await bookings.series_of(pool, booking_id) == principal.series_id
         return principal.booking_id == booking_id
     if principal.kind == "therapist":
         return await bookings.owner(pool, booking_id) == principal.therapist_id

@@ -6,7 +6,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from broker import availability, bookings, schemas, session_types, therapists
+from broker import availability, bookings, outside_hours, schemas, session_types, therapists
 from broker.bookings import BUSY_SOURCES
 from broker.clock import CLOCK
 from broker.database import POOL
@@ -88,18 +88,21 @@ async def get_availability(request: web.Request, call: Call) -> web.Response:
 @routes.route(
     "PUT",
     "/api/v1/therapists/{slug}/availability",
-    summary="Replace weekly hours and date overrides",
+    summary="Replace weekly hours and date overrides; lists the booked sessions they leave outside",
     auth=THERAPIST_ACCESS,
     body=schemas.AvailabilityIn,
-    response=schemas.AvailabilityOut,
+    response=schemas.AvailabilitySaved,
     errors=(422,),
 )
 async def put_availability(request: web.Request, call: Call) -> web.Response:
     body = await read_json(request, schemas.AvailabilityIn)
     assert body is not None
     av = availability.from_wire(body)
-    updated = await availability.save(request.app[POOL], call.therapist.id, av)
-    return respond(availability.to_wire(av, updated))
+    now = request.app[CLOCK].now()
+    updated, found = await outside_hours.replace_availability(
+        request.app[POOL], call.therapist, av, now, call.principal
+    )
+    return respond(outside_hours.saved_to_wire(av, updated, found))
 
 
 @routes.route(

@@ -118,7 +118,7 @@ function readIntervals(list) {
   });
 }
 
-export async function startAvailability({ slug, call }) {
+export async function startAvailability({ slug, call, onSaved }) {
   const weekly = $("weekly");
   const overrides = $("overrides");
   const message = $("hours-message");
@@ -169,8 +169,11 @@ export async function startAvailability({ slug, call }) {
     }
     save.disabled = true;
     try {
-      await call("PUT", path, { body });
-      say("Your hours are saved.");
+      const saved = await call("PUT", path, { body });
+      const outside = saved.outside_hours?.length ?? 0;
+      const sessions = outside === 1 ? "1 booked session is" : `${outside} booked sessions are`;
+      say(outside ? `Your hours are saved. ${sessions} now outside them: see “Sessions outside your hours”.` : "Your hours are saved.");
+      onSaved?.(saved);
     } catch (error) {
       say(error.message || "Your hours could not be saved.", true);
     } finally {

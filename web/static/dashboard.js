@@ -4,6 +4,7 @@
 import { api, ApiError, explain } from "./api.js";
 import { startAvailability } from "./availability.js";
 import { $ } from "./dom.js";
+import { showOutsideHours, startOutsideHours } from "./outside-hours.js";
 
 const root = $("dashboard");
 const slug = root.dataset.slug;
@@ -193,4 +194,5 @@ typeForm.addEventListener("submit", async (event) => {
 refreshJoinButtons();
 setInterval(refreshJoinButtons, 1000);
 setInterval(checkIdle, 15000);
-startAvailability({ slug, call });
+startAvailability({ slug, call, onSaved: (saved) => showOutsideHours(saved.outside_hours ?? []) });
+startOutsideHours({ call, announce });

@@ -1,0 +1,210 @@
+"""JSON API: standing series — preview, book (public or by the therapist for a client), read, cancel, .ics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from broker import schemas, series
+from broker.bookings import BUSY_SOURCES, Replay
+from broker.clock import CLOCK
+from broker.database import POOL
+from broker.errors import TeleroomError
+from broker.http import openapi, problems
+from broker.http.endpoints import (
+    BOOKING_ACCESS,
+    THERAPIST_ACCESS,
+    ApiRoutes,
+    Call,
+    Param,
+    parse_uuid,
+    read_json,
+    respond,
+)
+from broker.http.ratelimit import client_address
+from broker.routes.bookings import BOOKING_LIMIT
+from broker.settings import SETTINGS
+
+routes = ApiRoutes("series")
+SERIES_ID = Param("id", "path", "Series id", required=True)
+CLIENT_ID = Param("id", "path", "Client id", required=True)
+IDEMPOTENCY = Param("Idempotency-Key", "header", "Retry-safe key: the same key and body return the first answer")
+CALENDAR_TYPE = "text/calendar"
+
+
+def _request(body: schemas.SeriesPreviewIn | schemas.SeriesIn | schemas.ClientSeriesIn) -> series.Request:
+    return series.Request(
+        session_type=body.session_type,
+        start=body.start,
+        frequency=body.frequency,
+        count=body.count,
+        client_timezone=body.client_timezone,
+        all_or_nothing=getattr(body, "all_or_nothing", False),
+    )
+
+
+@routes.route(
+    "POST",
+    "/api/v1/therapists/{slug}/series/preview",
+    summary="Expand a standing series: every session's time on both clocks, and whether it is free (public)",
+    body=schemas.SeriesPreviewIn,
+    response=schemas.SeriesPreviewOut,
+    errors=(422,),
+)
+async def preview_series(request: web.Request, call: Call) -> web.Response:
+    body = await read_json(request, schemas.SeriesPreviewIn)
+    assert body is not None
+    app = request.app
+    sources = app[BUSY_SOURCES]
+    shown = await series.preview(app[POOL], call.therapist, _request(body), app[CLOCK].now(), sources)
+    return respond(shown)
+
+
+def _answers(
+    request: web.Request,
+) -> tuple[Callable[[series.NewSeries], bytes], Callable[[TeleroomError], bytes]]:
+    origin = request.app[SETTINGS].origin
+
+    def answer(made: series.NewSeries) -> bytes:
+        first = made.first_booking
+        return msgspec.json.encode(
+            schemas.SeriesCreated(
+                id=str(made.id),
+                series_key=made.key,
+                manage_url=f"{origin}/manage/{first}#k={made.key}",
+                join_url=f"{origin}/join/{first}#k={made.key}",
+                booked=len(made.booked),
+                occurrences=[
+                    series.occurrence_out(
+                        p.occurrence,
+                        "confirmed" if p.occurrence.index in made.booked else p.status,
+                        made.booked.get(p.occurrence.index),
+                    )
+                    for p in made.plan
+                ],
+            )
+        )
+
+    def refusal(error: TeleroomError) -> bytes:
+        return msgspec.json.encode(problems.problem_body(error))
+
+    return answer, refusal
+
+
+def _respond(request: web.Request, outcome: tuple[series.NewSeries, bytes] | Replay) -> web.Response:
+    if isinstance(outcome, Replay):
+        return web.Response(
+            body=outcome.body,
+            status=outcome.status,
+            headers={"Idempotent-Replayed": "true"},
+            content_type="application/json" if outcome.status < 400 else problems.PROBLEM_CONTENT_TYPE,
+        )
+    made, encoded = outcome
+    request.app.logger.info("series %s created with %d sessions", made.id, len(made.booked))
+    return web.Response(body=encoded, status=201, content_type="application/json")
+
+
+@routes.route(
+    "POST",
+    "/api/v1/therapists/{slug}/series",
+    summary="Book a standing series in one transaction: every free session, or all or nothing (public)",
+    body=schemas.SeriesIn,
+    response=schemas.SeriesCreated,
+    status=201,
+    params=[IDEMPOTENCY],
+    errors=(409, 413, 422, 429),
+)
+async def create_series(request: web.Request, call: Call) -> web.Response:
+    app = request.app
+    app[BOOKING_LIMIT].require(
+        client_address(request), "Too many booking attempts from this address; please try again later."
+    )
+    body = await read_json(request, schemas.SeriesIn)
+    assert body is not None
+    answer, refusal = _answers(request)
+    sources = app[BUSY_SOURCES]
+    outcome = await series.book(
+        app[POOL],
+        call.therapist,
+        _request(body),
+        body.client,
+        now=app[CLOCK].now(),
+        sources=sources,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        answer=answer,
+        refusal=refusal,
+    )
+    return _respond(request, outcome)
+
+
+@routes.route(
+    "POST",
+    "/api/v1/therapists/{slug}/clients/{id}/series",
+    summary="Book a standing series for an existing client (notice and horizon waived; never double-booked)",
+    auth=THERAPIST_ACCESS,
+    body=schemas.ClientSeriesIn,
+    response=schemas.SeriesCreated,
+    status=201,
+    params=[CLIENT_ID, IDEMPOTENCY],
+    errors=(404, 409, 422),
+)
+async def create_client_series(request: web.Request, call: Call) -> web.Response:
+    client_id = parse_uuid(request.match_info["id"], "client")
+    body = await read_json(request, schemas.ClientSeriesIn)
+    assert body is not None
+    app = request.app
+    answer, refusal = _answers(request)
+    sources = app[BUSY_SOURCES]
+    outcome = await series.book_for_client(
+        app[POOL],
+        call.therapist,
+        client_id,
+        _request(body),
+        actor=call.principal,
+        now=app[CLOCK].now(),
+        sources=sources,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        answer=answer,
+        refusal=refusal,
+    )
+    return _respond(request, outcome)
+
+
+@routes.route(
+    "GET",
+    "/api/v1/series/{id}",
+    summary="A standing series and every session of it with its status (its key, or its therapist)",
+    auth=BOOKING_ACCESS,
+    response=schemas.SeriesOut,
+    params=[SERIES_ID],
+    errors=(404,),
+)
+async def get_series(request: web.Request, call: Call) -> web.Response:
+    series_id = parse_uuid(request.match_info["id"], "series")
+    return respond(await series.read(request.app[POOL], series_id, call.principal))
+
+
+@routes.route(
+    "POST",
+    "/api/v1/series/{id}/cancel",
+    summary="Cancel one session, it and all following, or the whole series (sessions already over stay)",
+    auth=BOOKING_ACCESS,
+    body=schemas.SeriesCancelIn,
+    response=schemas.SeriesOut,
+    params=[SERIES_ID],
+    errors=(404, 409, 422),
+)
+async def cancel_series(request: web.Request, call: Call) -> web.Response:
+    series_id = parse_uuid(request.match_info["id"], "series")
+    body = await read_json(request, schemas.SeriesCancelIn)
+    assert body is not None
+    async with request.app[POOL].acquire() as conn:
+        shown = await series.cancel(conn, series_id, body, call.principal, request.app[CLOCK].now())
+    request.app.logger.info("series %s: %s cancelled by %s", series_id, body.scope, call.principal.kind)
+    return respond(shown)
+
+
+def setup(app: web.Application) -> None:
+    openapi.mount(app, routes)
