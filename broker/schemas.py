@@ -192,6 +192,15 @@ class BookingList(msgspec.Struct):
     bookings: list[BookingOut]
 
 
+class AvailabilitySaved(AvailabilityOut):
+    """The PUT availability answer: the saved hours, and the booked sessions they now leave outside."""
+
+    outside_hours: Annotated[
+        list[BookingOut],
+        Meta(description="upcoming confirmed sessions not inside the new hours (nothing is cancelled)"),
+    ] = []
+
+
 # Standing series (broker/series.py): one rule, its occurrences ordinary bookings.
 SeriesCount = Annotated[int, Meta(ge=1, le=1000, description="number of sessions (the session type's maximum applies)")]
 OccurrenceStatus = Literal["free", "taken", "not_offered", "confirmed", "cancelled", "not_booked"]
