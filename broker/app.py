@@ -31,6 +31,8 @@ from broker.routes import bookings as booking_routes
 from broker.routes import busy_calendars as busy_calendar_routes
 from broker.routes import clients as client_routes
 from broker.routes import feeds as feed_routes
+from broker.routes import outside_hours as outside_hours_routes
+from broker.routes import policies as policy_routes
 from broker.routes import room_tokens as room_token_routes
 from broker.routes import series as series_routes
 from broker.routes import therapists as therapist_routes
@@ -136,7 +138,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         series_routes,
         feed_routes,
         busy_calendar_routes,
+        policy_routes,
         client_routes,
+        outside_hours_routes,
         signaling_mount,
         web_mount,
     ):

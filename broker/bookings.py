@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import typing
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from decimal import Decimal
 
 import asyncpg
 import msgspec
 from aiohttp import web
 from asyncpg import Range
 
-from broker import audit, availability, clients, credentials, idempotency, schemas, session_types
+from broker import audit, availability, clients, credentials, idempotency, policies, schemas, session_types
 from broker.database import Executor, record_to
 from broker.errors import Conflict, InvalidInput, NotFound, TeleroomError, invalid
 from broker.principals import PUBLIC_CLIENT, Principal
@@ -39,13 +40,16 @@ INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blo
     series_id, series_index)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
-# A booking with what `Booking` carries of its session type and therapist.
+# A booking with what `Booking` carries of its session type, therapist and cancellation policy.
 _SELECT_BOOKINGS = """
 SELECT b.*, st.name AS session_type_name, st.duration_minutes,
-       t.slug AS therapist_slug, t.name AS therapist_name, t.timezone AS therapist_timezone
+       t.slug AS therapist_slug, t.name AS therapist_name, t.timezone AS therapist_timezone,
+       p.version AS policy_version, p.window_hours AS policy_window_hours, p.text AS policy_text,
+       p.late_cancel_amount, p.late_cancel_currency, p.no_show_amount, p.no_show_currency
 FROM bookings b
 JOIN session_types st ON st.id = b.session_type_id
 JOIN therapists t ON t.id = b.therapist_id
+LEFT JOIN cancellation_policies p ON p.id = b.policy_id
 """
 SELECT_BOOKING = _SELECT_BOOKINGS + "WHERE b.id = $1"
 SELECT_THERAPIST_BOOKINGS = (
@@ -58,20 +62,28 @@ LIMIT 2000
 SELECT_BY_KEY = "SELECT id, therapist_id FROM bookings WHERE key_hash = $1"
 SELECT_OWNER = "SELECT therapist_id FROM bookings WHERE id = $1"
 SELECT_SERIES_OF = "SELECT series_id FROM bookings WHERE id = $1"
+# A session marked attended or no_show has started: it leaves the exclusion constraint (which
+# guards confirmed bookings only) but its remaining time and buffers stay busy here.
 SELECT_BUSY = """
 SELECT lower(blocked) AS start, upper(blocked) AS end FROM bookings
-WHERE therapist_id = $1 AND status = 'confirmed' AND blocked && $2 AND id IS DISTINCT FROM $3
+WHERE therapist_id = $1 AND status IN ('confirmed', 'attended', 'no_show') AND blocked && $2
+  AND id IS DISTINCT FROM $3
 """
 CANCEL_BOOKING = """
-UPDATE bookings SET status = 'cancelled', cancelled_at = now(), updated_at = now(), sequence = sequence + 1
+UPDATE bookings SET status = $2, cancelled_at = now(), updated_at = now(), sequence = sequence + 1
 WHERE id = $1 AND status = 'confirmed'
+"""
+SET_OUTCOME = """
+UPDATE bookings SET status = $2, updated_at = now()
+WHERE id = $1 AND status IN ('confirmed', 'attended', 'no_show') AND status <> $2
 """
 RESCHEDULE_BOOKING = """
 UPDATE bookings SET starts_at = $2, ends_at = $3, blocked = $4, sequence = sequence + 1, updated_at = now()
 WHERE id = $1 AND status = 'confirmed'
 """
 
-Status = Literal["confirmed", "cancelled"]
+Status = schemas.BookingStatus
+CANCELLED: tuple[Status, ...] = ("cancelled", "late_cancelled")
 
 
 class Booking(msgspec.Struct, frozen=True):
@@ -98,8 +110,34 @@ class Booking(msgspec.Struct, frozen=True):
     therapist_name: str
     therapist_timezone: str
     series_id: uuid.UUID | None = None
+    # The cancellation policy version it was booked under (none if its type had none then).
+    policy_id: uuid.UUID | None = None
+    policy_version: int | None = None
+    policy_window_hours: int | None = None
+    policy_text: str | None = None
+    late_cancel_amount: Decimal | None = None
+    late_cancel_currency: str | None = None
+    no_show_amount: Decimal | None = None
+    no_show_currency: str | None = None
 
-    def to_wire(self) -> schemas.BookingOut:
+    @property
+    def policy(self) -> policies.Policy | None:
+        if self.policy_id is None or self.policy_version is None or self.policy_window_hours is None:
+            return None
+        return policies.Policy(
+            id=self.policy_id,
+            version=self.policy_version,
+            window_hours=self.policy_window_hours,
+            text=self.policy_text or "",
+            late_cancel_amount=self.late_cancel_amount,
+            late_cancel_currency=self.late_cancel_currency,
+            no_show_amount=self.no_show_amount,
+            no_show_currency=self.no_show_currency,
+        )
+
+    def to_wire(self, now: dt.datetime | None = None) -> schemas.BookingOut:
+        """The wire form; given `now`, with what a client's cancellation now would be (while confirmed)."""
+        policy = self.policy
         return schemas.BookingOut(
             id=str(self.id),
             status=self.status,
@@ -122,6 +160,12 @@ class Booking(msgspec.Struct, frozen=True):
             manage_path=f"/manage/{self.id}",
             join_path=f"/join/{self.id}",
             series_id=None if self.series_id is None else str(self.series_id),
+            policy=policy.to_wire() if policy is not None else None,
+            cancel_now=(
+                policies.cancel_now(policy, self.starts_at, now)
+                if now is not None and self.status == "confirmed"
+                else None
+            ),
         )
 
 
@@ -343,16 +387,29 @@ async def read(conn: Executor, booking_id: uuid.UUID, reader: Principal) -> Book
 
 
 async def cancel(conn: asyncpg.Connection, booking_id: uuid.UUID, actor: Principal, now: dt.datetime) -> Booking:
-    """Cancel a booking; cancelling a cancelled booking changes nothing and is not an error."""
+    """Cancel a booking; cancelling a cancelled booking changes nothing and is not an error.
+
+    A client cancelling inside the policy's window makes it `late_cancelled` (`broker.policies`)."""
     async with conn.transaction():
         booking = await get(conn, booking_id)
-        if booking.status == "cancelled":
+        if booking.status in CANCELLED:
             return booking
-        if booking.ends_at <= now:
+        if booking.ends_at <= now or booking.status != "confirmed":
             raise Conflict("This session has already taken place.", code="booking_finished")
-        await conn.execute(CANCEL_BOOKING, booking_id)
-        await audit.record(conn, actor, "booking.cancelled", booking_id=booking_id, therapist_id=booking.therapist_id)
+        policy = booking.policy
+        late = policies.is_late(policy, booking.starts_at, now, actor)
+        status: Status = "late_cancelled" if late else "cancelled"
+        await conn.execute(CANCEL_BOOKING, booking_id, status)
+        await audit.record(conn, actor, f"booking.{status}", booking_id=booking_id, therapist_id=booking.therapist_id)
+        if late:
+            await policies.after_late_cancellation(conn, booking_id, booking.therapist_id, policy)
         return await get(conn, booking_id)
+
+
+async def set_outcome(conn: Executor, booking_id: uuid.UUID, outcome: schemas.Outcome) -> bool:
+    """Mark a started session attended or no_show; False if it already was (or is cancelled)."""
+    result: str = await conn.execute(SET_OUTCOME, booking_id, outcome)
+    return result == "UPDATE 1"
 
 
 async def reschedule(
@@ -365,9 +422,9 @@ async def reschedule(
 ) -> Booking:
     """Move a booking in one UPDATE: if the new time is taken the old booking stands untouched (409)."""
     booking = await get(conn, booking_id)
-    if booking.status != "confirmed":
+    if booking.status in CANCELLED:
         raise Conflict("A cancelled booking cannot be rescheduled; book a new time.", code="booking_cancelled")
-    if booking.starts_at <= now:
+    if booking.starts_at <= now or booking.status != "confirmed":
         raise Conflict("A session that has started cannot be rescheduled.", code="booking_started")
     session_type = await session_types.get(conn, booking.session_type_id)
     start = new_start.astimezone(dt.UTC)
@@ -403,8 +460,8 @@ async def reschedule(
 
 
 async def list_for_therapist(conn: Executor, therapist_id: uuid.UUID, span: Span, status: str | None) -> list[Booking]:
-    if status is not None and status not in {"confirmed", "cancelled"}:
-        raise invalid("`status` must be confirmed or cancelled.")
+    if status is not None and status not in typing.get_args(Status):
+        raise invalid("`status` must be one of " + ", ".join(typing.get_args(Status)) + ".")
     return [
         record_to(Booking, r)
         for r in await conn.fetch(SELECT_THERAPIST_BOOKINGS, therapist_id, span.start, span.end, status)

@@ -58,7 +58,7 @@ SELECT count(*) AS n,
        || '/' || coalesce((SELECT md5(string_agg(s.id::text || s.name, ',' ORDER BY s.id))
                            FROM session_types s WHERE s.therapist_id = $1), '') AS digest
 FROM bookings b
-WHERE b.therapist_id = $1 AND b.status = 'confirmed'
+WHERE b.therapist_id = $1 AND b.status IN ('confirmed', 'attended', 'no_show')
   AND b.starts_at >= $2::timestamptz - interval '1 day' AND b.starts_at < $3 AND b.ends_at > $2
 """
 # The feed's own projection of bookings: exactly the fields of `ical.FeedEvent`, nothing more.
@@ -66,7 +66,7 @@ FEED_EVENTS = """
 SELECT b.id::text AS booking_id, b.starts_at AS start, b.ends_at AS end, b.sequence,
        b.created_at AS created, b.updated_at AS updated, st.name AS session_type, b.client_name
 FROM bookings b JOIN session_types st ON st.id = b.session_type_id
-WHERE b.therapist_id = $1 AND b.status = 'confirmed'
+WHERE b.therapist_id = $1 AND b.status IN ('confirmed', 'attended', 'no_show')
   AND b.starts_at >= $2::timestamptz - interval '1 day' AND b.starts_at < $3 AND b.ends_at > $2
 ORDER BY b.starts_at, b.id
 """
@@ -236,6 +236,6 @@ async def client_ics(conn: Executor, booking_id: uuid.UUID, reader: Principal, o
         session_type=booking.session_type_name,
         therapist_name=booking.therapist_name,
         origin=origin,
-        cancelled=booking.status == "cancelled",
+        cancelled=booking.status in bookings.CANCELLED,
     )
     return ical.render_client_event(event)

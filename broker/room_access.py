@@ -59,7 +59,7 @@ async def issue(
     therapist asking again reopens it: ended by mistake, or to finish)."""
     booking = await bookings.get(pool, booking_id)
     window = tokens.join_window(booking.starts_at, booking.ends_at, settings)
-    if booking.status != "confirmed":
+    if booking.status in bookings.CANCELLED:  # attended or no_show: marked after the start, still its room
         raise Gone("This booking was cancelled; its room is closed.", code="room_closed")
     match window.state(now):
         case "later":

@@ -20,6 +20,9 @@ Instant = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Id = Annotated[str, Meta(description="UUID")]
 Frequency = Literal["weekly", "biweekly"]
+# A booking's status: cancelled by the client inside the policy's window is late_cancelled; after
+# the start the therapist (or the attendance record) says attended or no_show (broker/outcomes.py).
+BookingStatus = Literal["confirmed", "cancelled", "late_cancelled", "no_show", "attended"]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,6 +46,32 @@ class TherapistCreated(msgspec.Struct):
     invite_url: str | None = None
 
 
+class Fee(Strict):
+    """An amount owed under a policy: information for billing, never charged by Teleroom."""
+
+    amount: Annotated[str, Meta(pattern=r"^(0|[1-9][0-9]{0,7})(\.[0-9]{1,3})?$", description="decimal, e.g. 60.00")]
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")]
+
+
+class PolicyIn(Strict):
+    """A session type's cancellation policy; a change of any field is a new version."""
+
+    window_hours: Annotated[
+        int, Meta(ge=0, le=720, description="a client's cancellation this close to the start is late; 0 = never")
+    ]
+    text: Annotated[str, Meta(max_length=4000, description="the policy as clients read it")] = ""
+    late_cancel_fee: Fee | None = None
+    no_show_fee: Fee | None = None
+
+
+class PolicyOut(msgspec.Struct):
+    version: int
+    window_hours: int
+    text: str
+    late_cancel_fee: Fee | None
+    no_show_fee: Fee | None
+
+
 class SessionTypeIn(Strict):
     name: Annotated[str, Meta(min_length=1, max_length=120)]
     duration_minutes: Annotated[int, Meta(ge=5, le=480)]
@@ -55,6 +84,7 @@ class SessionTypeIn(Strict):
         list[Frequency], Meta(max_length=2, description="how often clients may book it as a series; [] = never")
     ] = []
     series_max_sessions: Annotated[int, Meta(ge=1, le=52, description="the most sessions one series may hold")] = 12
+    policy: Annotated[PolicyIn, Meta(description="cancellation policy (version 1)")] | None = None
 
 
 class SessionTypeOut(msgspec.Struct):
@@ -68,6 +98,7 @@ class SessionTypeOut(msgspec.Struct):
     slot_interval_minutes: int
     series_frequencies: list[Frequency]
     series_max_sessions: int
+    policy: Annotated[PolicyOut, Meta(description="the current cancellation policy; null: none")] | None = None
 
 
 class TherapistPublic(msgspec.Struct):
@@ -135,7 +166,7 @@ class BookingIn(Strict):
 
 class BookingCreated(msgspec.Struct):
     id: Id
-    status: Literal["confirmed", "cancelled"]
+    status: BookingStatus
     start: datetime
     end: datetime
     booking_key: Annotated[str, Meta(description="shown once; the bearer credential for this booking")]
@@ -170,9 +201,15 @@ class TherapistSummary(msgspec.Struct):
     timezone: str
 
 
+class CancelNow(msgspec.Struct):
+    late: Annotated[bool, Meta(description="the client cancelling now is a late cancellation")]
+    fee: Annotated[Fee, Meta(description="what a late cancellation now owes")] | None
+    late_from: Annotated[datetime, Meta(description="from when cancelling is late; null: never")] | None
+
+
 class BookingOut(msgspec.Struct):
     id: Id
-    status: Literal["confirmed", "cancelled"]
+    status: BookingStatus
     start: datetime
     end: datetime
     session_type: SessionTypeSummary
@@ -186,6 +223,10 @@ class BookingOut(msgspec.Struct):
     manage_path: str
     join_path: str
     series_id: Annotated[Id, Meta(description="the standing series this session belongs to")] | None = None
+    policy: Annotated[PolicyOut, Meta(description="the cancellation policy it was booked under")] | None = None
+    cancel_now: (
+        Annotated[CancelNow, Meta(description="a cancellation by the client now (GET, while confirmed)")] | None
+    ) = None
 
 
 class BookingList(msgspec.Struct):
@@ -295,6 +336,7 @@ class ProblemOut(msgspec.Struct):
 class Health(msgspec.Struct):
     status: str
 
+
 class ClientPatch(Strict):
     """A therapist's changes to a client record: fields left out stay; phone, location and notes may be null."""
 
@@ -305,3 +347,76 @@ class ClientPatch(Strict):
     notes: Annotated[str, Meta(max_length=5000, description="the therapist's own notes")] | msgspec.UnsetType | None = (
         msgspec.UNSET
     )
+
+
+# Cancellation policies and session outcomes (broker/policies.py, broker/outcomes.py).
+Outcome = Literal["attended", "no_show"]
+
+
+class PolicyVersions(msgspec.Struct):
+    versions: list[PolicyOut]
+
+
+class PolicySettingsIn(Strict):
+    waive_first_late_cancellation: Annotated[bool, Meta(description="waive each client's first late cancellation")]
+    suggest_waiver_when_rebooked: Annotated[
+        bool, Meta(description="suggest waiving a late cancellation whose time someone else then booked")
+    ]
+
+
+class PolicySettingsOut(msgspec.Struct):
+    waive_first_late_cancellation: bool
+    suggest_waiver_when_rebooked: bool
+
+
+class OutcomeIn(Strict):
+    status: Outcome
+
+
+class FeeDecisionIn(Strict):
+    decision: Literal["charge", "waive"]
+    reason: Annotated[str, Meta(min_length=1, max_length=500, description="why, for the record")]
+
+
+class FeeDecisionOut(msgspec.Struct):
+    decision: Literal["charge", "waive"]
+    reason: str
+    decided_by: Literal["therapist", "system"]
+    decided_at: datetime
+
+
+class Evidence(msgspec.Struct):
+    """What the attendance record says of a session (ids and times only, see broker/attendance.py)."""
+
+    therapist_joined: bool
+    client_joined: bool
+    client_minutes: Annotated[float, Meta(description="minutes the client was connected, waiting room included")]
+    together_minutes: Annotated[float, Meta(description="minutes therapist and admitted client were in together")]
+
+
+class Suggestion(msgspec.Struct):
+    decision: Literal["waive"]
+    code: Literal["rebooked"]
+    reason: str
+
+
+class ReviewItem(msgspec.Struct):
+    booking_id: Id
+    start: datetime
+    end: datetime
+    status: BookingStatus
+    client_name: str
+    session_type: str
+    cancelled_at: datetime | None
+    policy_version: int | None
+    fee: Annotated[Fee, Meta(description="what the policy says is owed")] | None
+    evidence: Evidence | None
+    suggestion: Suggestion | None
+    decision: FeeDecisionOut | None
+
+
+class ReviewOut(msgspec.Struct):
+    fees: Annotated[list[ReviewItem], Meta(description="late cancellations and no-shows with a fee, undecided")]
+    outcomes: Annotated[list[ReviewItem], Meta(description="started sessions still confirmed: mark them")]
+    marked_attended: Annotated[int, Meta(description="sessions this read marked attended from attendance")]
+    settings: PolicySettingsOut

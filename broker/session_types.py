@@ -6,7 +6,7 @@ import uuid
 
 import msgspec
 
-from broker import schemas
+from broker import policies, schemas
 from broker.database import Executor, record_to
 from broker.errors import NotFound, invalid
 from calendars.slots import SessionRules
@@ -39,6 +39,8 @@ class SessionType(msgspec.Struct, frozen=True):
     active: bool
     series_frequencies: list[schemas.Frequency]
     series_max_sessions: int
+    # The current cancellation policy (broker/policies.py), where the reader loaded it.
+    policy: policies.Policy | None = None
 
     @property
     def rules(self) -> SessionRules:
@@ -64,6 +66,7 @@ class SessionType(msgspec.Struct, frozen=True):
             slot_interval_minutes=self.slot_interval_minutes,
             series_frequencies=list(self.series_frequencies),
             series_max_sessions=self.series_max_sessions,
+            policy=self.policy.to_wire() if self.policy is not None else None,
         )
 
 
@@ -82,12 +85,17 @@ async def add(conn: Executor, therapist_id: uuid.UUID, body: schemas.SessionType
         sorted(set(body.series_frequencies)),
         body.series_max_sessions,
     )
-    return record_to(SessionType, row)
+    added = record_to(SessionType, row)
+    if body.policy is not None:
+        added = msgspec.structs.replace(added, policy=await policies.first_version(conn, added.id, body.policy))
+    return added
 
 
 async def offered(conn: Executor, therapist_id: uuid.UUID) -> list[SessionType]:
-    """The session types a therapist offers now, oldest first."""
-    return [record_to(SessionType, r) for r in await conn.fetch(SELECT_SESSION_TYPES, therapist_id)]
+    """The session types a therapist offers now, oldest first, each with its current policy."""
+    found = [record_to(SessionType, r) for r in await conn.fetch(SELECT_SESSION_TYPES, therapist_id)]
+    current = await policies.current(conn, [t.id for t in found])
+    return [msgspec.structs.replace(t, policy=current.get(t.id)) for t in found]
 
 
 async def active(conn: Executor, therapist_id: uuid.UUID, raw_id: str) -> SessionType:

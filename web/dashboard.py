@@ -93,13 +93,14 @@ async def dashboard(request: web.Request) -> web.Response:
     tz = zone(therapist.timezone)
     today = now.astimezone(tz).date()
     reader = session_principal(therapist.id)
-    found = await bookings.list_for_reader(
-        pool,
-        therapist.id,
-        dates_window(today, today + dt.timedelta(days=UPCOMING_DAYS), tz),
-        "confirmed",
-        reader,
-    )
+    # Sessions that happen: confirmed, and those already marked attended or no_show (broker/outcomes.py).
+    found = [
+        b
+        for b in await bookings.list_for_reader(
+            pool, therapist.id, dates_window(today, today + dt.timedelta(days=UPCOMING_DAYS), tz), None, reader
+        )
+        if b.status not in bookings.CANCELLED
+    ]
     windows = {b.id: tokens.join_window(b.starts_at, b.ends_at, settings) for b in found}
     # Only rooms whose window is open count, so a node that died before recording `left`
     # cannot leave a ghost in the waiting list for long.

@@ -100,7 +100,7 @@ async def create_booking(request: web.Request, call: Call) -> web.Response:
 )
 async def get_booking(request: web.Request, call: Call) -> web.Response:
     booking = await bookings.read(request.app[POOL], call.booking_id, call.principal)
-    return respond(booking.to_wire())
+    return respond(booking.to_wire(now=request.app[CLOCK].now()))
 
 
 @routes.route(
@@ -151,7 +151,7 @@ async def reschedule_booking(request: web.Request, call: Call) -> web.Response:
     params=[
         Param("from", "query", "First date, YYYY-MM-DD, in the therapist's zone (default today)"),
         Param("to", "query", "Last date, inclusive (default 30 days after `from`)"),
-        Param("status", "query", "confirmed or cancelled (default both)"),
+        Param("status", "query", "confirmed, cancelled, late_cancelled, no_show or attended (default all)"),
     ],
     errors=(422,),
 )
