@@ -25,7 +25,7 @@ from web.render import render
 log = logging.getLogger("teleroom.accounts")
 
 # Where a login may lead back to: our own therapist pages only, never another site.
-_NEXT = re.compile(r"^/(dashboard|room/[0-9a-fA-F-]{36})$")
+_NEXT = re.compile(r"^/(dashboard(/clients(/[0-9a-fA-F-]{36})?)?|room/[0-9a-fA-F-]{36})$")
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
 
 LOGIN_FAILED = "That email and password do not match an account. Check both and try again."

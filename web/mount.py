@@ -6,7 +6,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from web import accounts, dashboard, pages
+from web import accounts, clients, dashboard, pages
 from web.render import TEMPLATES, environment
 
 
@@ -17,3 +17,4 @@ def setup(app: web.Application) -> None:
     pages.add_routes(app)
     accounts.setup(app)
     dashboard.setup(app)
+    clients.setup(app)
