@@ -181,7 +181,7 @@ class ClientSession(msgspec.Struct, frozen=True):
     id: uuid.UUID
     starts_at: dt.datetime
     ends_at: dt.datetime
-    status: str  # the booking's status (broker.bookings.Status)
+    status: schemas.BookingStatus
     session_type_id: uuid.UUID
     session_type_name: str
     duration_minutes: int

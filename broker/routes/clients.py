@@ -46,7 +46,7 @@ class ClientSessionOut(msgspec.Struct):
     id: schemas.Id
     start: datetime
     end: datetime
-    status: Annotated[str, Meta(description="the booking's status")]
+    status: schemas.BookingStatus
     session_type: schemas.SessionTypeSummary
     client_admitted: Annotated[bool, Meta(description="the client was admitted to the session's room")]
 
