@@ -201,7 +201,7 @@ async def test_without_a_window_no_cancellation_is_late(api: Api, clock: Clock) 
     status, body = await api.call("GET", f"/api/v1/bookings/{booking['id']}", token=booking["booking_key"])
     assert body["cancel_now"] == {"late": False, "fee": None, "late_from": None}
     status, body = await cancel(api, booking)
-    assert body["status"] == "cancelled"
+    assert status == 200 and body["status"] == "cancelled"
 
 
 # --- Outcomes ----------------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ async def test_a_session_attended_together_is_marked_attended_when_the_review_is
     assert found["marked_attended"] == 1
     assert booking["id"] not in [i["booking_id"] for i in found["outcomes"]]
     status, body = await api.call("GET", f"/api/v1/bookings/{booking['id']}", token=therapist["api_token"])
-    assert body["status"] == "attended"
+    assert status == 200 and body["status"] == "attended"
     actor = await db.fetchval(
         "SELECT actor_kind FROM audit_events WHERE booking_id = $1 AND action = 'booking.attended'", booking_id
     )
@@ -408,7 +408,7 @@ async def test_with_the_option_on_each_clients_first_late_cancellation_is_waived
     other = await book_at(api, therapist, session_type, hours_ahead(clock, 7), email="sam@example.org")
     for booking in (first, second, other):
         status, body = await cancel(api, booking)
-        assert body["status"] == "late_cancelled"
+        assert status == 200 and body["status"] == "late_cancelled"
     pending = [i["booking_id"] for i in (await review(api, therapist))["fees"]]
     assert pending == [second["id"]], "Pat's first and Sam's first were waived; Pat's second waits"
     row = await db.fetchrow(
@@ -470,7 +470,8 @@ async def test_sessions_csv_lists_status_fee_and_decision_with_formulas_neutrali
     await decide(api, therapist, sneaky, "charge", reason="+ by policy")
 
     day = start.date()
-    path = f"/api/v1/therapists/{therapist['slug']}/sessions.csv?from={day - dt.timedelta(days=1)}&to={day + dt.timedelta(days=3)}"
+    dates = f"from={day - dt.timedelta(days=1)}&to={day + dt.timedelta(days=3)}"
+    path = f"/api/v1/therapists/{therapist['slug']}/sessions.csv?{dates}"
     async with api.session.get(api.base + path, headers={"Authorization": f"Bearer {therapist['api_token']}"}) as resp:
         assert resp.status == 200
         assert resp.content_type == "text/csv"
@@ -497,3 +498,21 @@ def test_safe_cell_prefixes_every_formula_start() -> None:
     for text in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"):
         assert safe_cell(text) == "'" + text
     assert safe_cell("Ann") == "Ann" and safe_cell(None) == "" and safe_cell(3) == "3"
+
+
+async def test_a_session_marked_attended_keeps_its_room_its_feed_event_and_its_time(api: Api, clock: Clock) -> None:
+    therapist, session_type = await setup_policy(api)
+    start = hours_ahead(clock, 1)
+    booking = await book_at(api, therapist, session_type, start)
+    status, feed = await api.call(
+        "POST", f"/api/v1/therapists/{therapist['slug']}/feeds", token=therapist["api_token"], json={"privacy": "busy"}
+    )
+    assert status == 201, feed
+    clock.advance(start - clock.now() + dt.timedelta(minutes=10))
+    status, body = await outcome(api, therapist, booking, "attended")
+    assert status == 200 and body["status"] == "attended"
+    status, token = await api.call("POST", f"/api/v1/bookings/{booking['id']}/room-token", token=booking["booking_key"])
+    assert status == 200, token
+    async with api.session.get(feed["url"]) as resp:
+        assert resp.status == 200
+        assert booking["id"] in await resp.text()

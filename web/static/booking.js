@@ -7,6 +7,7 @@ import { SlotCalendar } from "./calendar.js";
 import { $ } from "./dom.js";
 import { downloadIcs } from "./ics.js";
 import { rememberLocation } from "./location.js";
+import { startBookingPolicy } from "./policy.js";
 import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
 
 const root = $("booking");
@@ -130,3 +131,4 @@ function confirmed(booking, zone) {
 }
 
 setup();
+startBookingPolicy(root.dataset.slug);

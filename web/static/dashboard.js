@@ -5,6 +5,7 @@ import { api, ApiError, explain } from "./api.js";
 import { startAvailability } from "./availability.js";
 import { $ } from "./dom.js";
 import { showOutsideHours, startOutsideHours } from "./outside-hours.js";
+import { startReview } from "./review.js";
 
 const root = $("dashboard");
 const slug = root.dataset.slug;
@@ -196,3 +197,4 @@ setInterval(refreshJoinButtons, 1000);
 setInterval(checkIdle, 15000);
 startAvailability({ slug, call, onSaved: (saved) => showOutsideHours(saved.outside_hours ?? []) });
 startOutsideHours({ call, announce });
+startReview({ slug, call, zone: root.dataset.timezone });

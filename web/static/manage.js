@@ -4,6 +4,7 @@ import { api, explain } from "./api.js";
 import { bookingKey, loadBooking } from "./booking-key.js";
 import { SlotCalendar } from "./calendar.js";
 import { $, fail } from "./dom.js";
+import { showManagePolicy, statusLabel } from "./policy.js";
 import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
 
 const root = $("manage");
@@ -20,8 +21,9 @@ function render() {
   $("b-therapist").textContent = booking.therapist.name;
   $("b-type").textContent = `${booking.session_type.name} (${booking.session_type.duration_minutes} minutes)`;
   $("b-when").textContent = formatSpan(booking.start, booking.end, zone);
-  const cancelled = booking.status === "cancelled";
-  $("b-status").textContent = cancelled ? "Cancelled" : "Confirmed";
+  const cancelled = booking.status !== "confirmed"; // cancelled (late or not), or over: attended, no_show
+  $("b-status").textContent = statusLabel(booking.status);
+  showManagePolicy(booking);
   $("actions").hidden = cancelled;
   $("join-link").href = `/join/${bookingId}#k=${encodeURIComponent(key)}`;
   $("book-again").hidden = !cancelled;
