@@ -244,7 +244,9 @@ class AvailabilitySaved(AvailabilityOut):
 
 # Standing series (broker/series.py): one rule, its occurrences ordinary bookings.
 SeriesCount = Annotated[int, Meta(ge=1, le=1000, description="number of sessions (the session type's maximum applies)")]
-OccurrenceStatus = Literal["free", "taken", "not_offered", "confirmed", "cancelled", "not_booked"]
+OccurrenceStatus = Literal[
+    "free", "taken", "not_offered", "not_booked", "confirmed", "cancelled", "late_cancelled", "no_show", "attended"
+]
 
 
 class SeriesPreviewIn(Strict):
@@ -284,7 +286,7 @@ class OccurrenceOut(msgspec.Struct):
     client_start: Annotated[datetime, Meta(description="the start with the client's UTC offset that day")]
     status: Annotated[
         OccurrenceStatus,
-        Meta(description="preview: free, taken, not_offered; a booked series: the booking's status, or not_booked"),
+        Meta(description="preview: free, taken, not_offered; booked: the booking's status; else not_booked"),
     ]
     client_time_differs: Annotated[bool, Meta(description="the client's local time is not the first session's")]
     booking_id: Id | None = None

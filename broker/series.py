@@ -41,7 +41,8 @@ from broker.principals import PUBLIC_CLIENT, Principal
 from broker.session_types import SessionType
 from broker.therapists import Therapist
 from broker.zones import zone
-from calendars.series import MAX_SESSIONS, Frequency, Occurrence, Status, classify, expand, series_window
+from calendars import ical
+from calendars.series import MAX_SESSIONS, WEEKS_APART, Frequency, Occurrence, Status, classify, expand, series_window
 from calendars.slots import offer_problem
 
 INSERT_SERIES = """
@@ -52,7 +53,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 SELECT_SERIES = "SELECT * FROM series WHERE id = $1"
 SELECT_BY_KEY = "SELECT id, therapist_id FROM series WHERE key_hash = $1"
 SELECT_OCCURRENCES = """
-SELECT id, series_index, status, starts_at, ends_at FROM bookings
+SELECT id, series_index, status, starts_at, ends_at, sequence, created_at, updated_at FROM bookings
 WHERE series_id = $1 ORDER BY series_index
 """
 
@@ -84,9 +85,12 @@ class OccurrenceRow(msgspec.Struct, frozen=True):
 
     id: uuid.UUID
     series_index: int
-    status: str
+    status: schemas.BookingStatus
     starts_at: dt.datetime
     ends_at: dt.datetime
+    sequence: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +435,7 @@ async def view(conn: Executor, found: Series) -> schemas.SeriesOut:
                 end=row.ends_at,
                 therapist_start=row.starts_at.astimezone(tz),
                 client_start=client_local,
-                status=row.status,  # type: ignore[arg-type]  # the bookings.status CHECK
+                status=row.status,
                 client_time_differs=(client_local.hour, client_local.minute)
                 != (first_client.hour, first_client.minute),
                 booking_id=str(row.id),
@@ -493,3 +497,63 @@ async def cancel(
                 continue
             await bookings.cancel(conn, row.id, actor, now)
         return await view(conn, found)
+
+
+async def client_ics(conn: Executor, series_id: uuid.UUID, reader: Principal, origin: str) -> bytes:
+    """The series as one recurring event for the client's calendar (links carry no key); audited.
+
+    The rule is the series' own; every session it no longer holds at its original time (cancelled,
+    never booked, moved) is an EXDATE, and a moved session is an event of its own."""
+    found = await opened_by(conn, series_id, reader)
+    session_type = await session_types.get(conn, found.session_type_id)
+    therapist = await therapists.by_id(conn, found.therapist_id)
+    expanded = expand(
+        found.first_start,
+        therapist_zone=found.timezone,
+        client_zone=None,
+        frequency=found.frequency,
+        count=found.count,
+        duration=session_type.duration_minutes,
+    )
+    rows = {r.series_index: r for r in await occurrences(conn, found.id)}
+    excluded: list[dt.datetime] = []
+    moved: list[ical.ClientEvent] = []
+    for occ in expanded:
+        row = rows.get(occ.index)
+        if row is None or row.status in bookings.CANCELLED or row.starts_at != occ.start:
+            excluded.append(occ.start)
+        if row is not None and row.status not in bookings.CANCELLED and row.starts_at != occ.start:
+            moved.append(
+                ical.ClientEvent(
+                    booking_id=str(row.id),
+                    start=row.starts_at,
+                    end=row.ends_at,
+                    sequence=row.sequence,
+                    created=row.created_at,
+                    updated=row.updated_at,
+                    session_type=session_type.name,
+                    therapist_name=therapist.name,
+                    origin=origin,
+                )
+            )
+    first_booked = min(rows.values(), key=lambda r: r.series_index)
+    await audit.record_many(conn, reader, "booking.ics", [r.id for r in rows.values()], therapist_id=found.therapist_id)
+    return ical.render_series_event(
+        ical.SeriesEvent(
+            series_id=str(found.id),
+            timezone=found.timezone,
+            first_start=found.first_start,
+            duration=dt.timedelta(minutes=session_type.duration_minutes),
+            weeks_apart=WEEKS_APART[found.frequency],
+            count=found.count,
+            excluded=tuple(excluded),
+            moved=tuple(moved),
+            sequence=sum(r.sequence for r in rows.values()) + len(expanded) - len(rows),
+            created=found.created_at,
+            updated=max([found.created_at, *(r.updated_at for r in rows.values())]),
+            session_type=session_type.name,
+            therapist_name=therapist.name,
+            origin=origin,
+            manage_booking_id=str(first_booked.id),
+        )
+    )

@@ -1,13 +1,14 @@
-"""iCalendar rendering: a therapist's subscription feed and a client's single-event file.
+"""iCalendar rendering: a therapist's subscription feed, a client's single-event file and series file.
 
 Pure functions over plain values. What a feed may reveal is decided by its privacy tier,
 and the input types below carry no contact details, booking keys or room tokens at all, so
 no tier can leak them: there is nothing to leak.
 
 Every instant is written in UTC (RFC 5545 3.3.5, form #2), which every calendar app reads
-the same way and which needs no VTIMEZONE. The output is deterministic for given inputs
-(DTSTAMP is the booking's last change, not the time of rendering), so a hash of the inputs
-is a valid strong HTTP validator for the rendered bytes.
+the same way and which needs no VTIMEZONE; only a series' recurring event is written in the
+therapist's zone (with its VTIMEZONE), because its rule repeats wall-clock time. The output
+is deterministic for given inputs (DTSTAMP is the booking's last change, not the time of
+rendering), so a hash of the inputs is a valid strong HTTP validator for the rendered bytes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, vDuration
+from icalendar import Calendar, Event, Timezone, vDuration
 
 Privacy = Literal["busy", "initials", "full"]
 PRIVACY_TIERS: tuple[Privacy, ...] = ("busy", "initials", "full")
@@ -162,6 +164,12 @@ def render_client_event(event: ClientEvent) -> bytes:
     (RFC 5546 2.1.5 ordering by SEQUENCE). A cancelled booking renders STATUS:CANCELLED.
     """
     cal = _calendar(f"Teleroom – {event.therapist_name}", None)
+    cal.add_component(_client_vevent(event))
+    body: bytes = cal.to_ical()
+    return body
+
+
+def _client_vevent(event: ClientEvent) -> Event:
     manage = f"{event.origin}/manage/{event.booking_id}"
     join = f"{event.origin}/join/{event.booking_id}"
     vevent = _booking_event(event, event.origin)
@@ -176,6 +184,77 @@ def render_client_event(event: ClientEvent) -> bytes:
         f"Change or cancel: {manage}\n"
         "Open these from the device you booked on, or use the link in your booking confirmation.",
     )
+    return vevent
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesEvent:
+    """A client's standing series as one recurring event. Links carry no key.
+
+    `excluded` are the rule's original starts that no longer hold a session there (cancelled,
+    never booked, or moved); `moved` are the sessions now at another time, each its own event.
+    """
+
+    series_id: str
+    timezone: str
+    first_start: dt.datetime
+    duration: dt.timedelta
+    weeks_apart: int
+    count: int
+    excluded: tuple[dt.datetime, ...]
+    moved: tuple[ClientEvent, ...]
+    sequence: int
+    created: dt.datetime
+    updated: dt.datetime
+    session_type: str
+    therapist_name: str
+    origin: str
+    manage_booking_id: str
+
+
+def render_series_event(series: SeriesEvent) -> bytes:
+    """A client's .ics for a standing series: one VEVENT with an RRULE in the therapist's zone.
+
+    DTSTART/DTEND carry TZID (RFC 5545 3.2.19) with a VTIMEZONE (3.6.5) for it, so the rule
+    (3.3.10, 3.8.5.3: FREQ=WEEKLY, INTERVAL, COUNT) repeats the therapist's wall-clock time across
+    daylight-saving changes, as Teleroom expands it (`calendars.series`). EXDATE (3.8.5.1, same
+    TZID) removes sessions the series no longer holds at their original time; a moved session is
+    an event of its own with its booking's UID, as in the therapist's feed.
+    """
+    tz = ZoneInfo(series.timezone)
+    cal = _calendar(f"Teleroom – {series.therapist_name}", None)
+    first = series.first_start.astimezone(tz).replace(microsecond=0)
+    last = first + dt.timedelta(weeks=series.weeks_apart * series.count)
+    cal.add_component(
+        Timezone.from_tzid(
+            series.timezone,
+            first_date=first.date() - dt.timedelta(days=366),
+            last_date=last.date() + dt.timedelta(days=1),
+        )
+    )
+    manage = f"{series.origin}/manage/{series.manage_booking_id}"
+    vevent = Event()
+    vevent.add("uid", event_uid(f"series-{series.series_id}", series.origin))
+    vevent.add("dtstamp", _utc(series.updated))
+    vevent.add("created", _utc(series.created))
+    vevent.add("last-modified", _utc(series.updated))
+    vevent.add("sequence", series.sequence)
+    vevent.add("dtstart", first)
+    vevent.add("dtend", first + series.duration)
+    vevent.add("rrule", {"FREQ": "WEEKLY", "INTERVAL": series.weeks_apart, "COUNT": series.count})
+    for start in sorted(series.excluded):
+        vevent.add("exdate", start.astimezone(tz).replace(microsecond=0))
+    vevent.add("summary", f"{series.session_type} with {series.therapist_name}")
+    vevent.add("status", "CONFIRMED")
+    vevent.add("transp", "OPAQUE")
+    vevent.add("url", manage)
+    vevent.add(
+        "description",
+        f"Your standing sessions. Join each from your booking page: {manage}\n"
+        "Open it from the device you booked on, or use the link in your booking confirmation.",
+    )
     cal.add_component(vevent)
+    for moved in series.moved:
+        cal.add_component(_client_vevent(moved))
     body: bytes = cal.to_ical()
     return body

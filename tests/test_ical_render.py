@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
+import recurring_ical_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,11 +22,14 @@ from calendars.ical import (
     FeedEvent,
     FeedInfo,
     Privacy,
+    SeriesEvent,
     event_uid,
     initials,
     render_client_event,
     render_feed,
+    render_series_event,
 )
+from calendars.series import Frequency, expand
 
 ORIGIN = "https://teleroom.example.org"
 START = dt.datetime(2026, 3, 29, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
@@ -153,3 +162,104 @@ def test_any_name_round_trips_and_no_tier_but_full_carries_it(name: str, session
     else:
         assert summary == "Busy"
     assert all(len(line) <= 75 for line in body.split(b"\r\n"))
+
+
+# --- A client's standing series: one recurring event, read back by icalendar and ical.js --------------
+
+EXPANDER = Path(__file__).resolve().parent / "js" / "expand_ics.mjs"
+
+
+def series_file(
+    zone: str,
+    first: dt.datetime,
+    *,
+    count: int = 6,
+    weeks_apart: int = 1,
+    cancelled: tuple[int, ...] = (),
+    moved: int | None = None,
+) -> tuple[bytes, list[dt.datetime]]:
+    """A series' .ics and the UTC instants of the sessions it should show, from Teleroom's own expansion."""
+    frequency: Frequency = "weekly" if weeks_apart == 1 else "biweekly"
+    occurrences = expand(first, therapist_zone=zone, client_zone=None, frequency=frequency, count=count, duration=50)
+    excluded = [o.start for o in occurrences if o.index in cancelled or o.index == moved]
+    held = [o.start for o in occurrences if o.start not in excluded]
+    moved_events: tuple[ClientEvent, ...] = ()
+    if moved is not None:
+        new_start = occurrences[moved].start + dt.timedelta(days=1)
+        held.append(new_start)
+        stamp = dt.datetime(2027, 1, 5, tzinfo=dt.UTC)
+        moved_events = (
+            ClientEvent(
+                "b-moved", new_start, new_start + dt.timedelta(minutes=50), 1, stamp, stamp, "Session", "Dr", ORIGIN
+            ),
+        )
+    stamp = dt.datetime(2027, 1, 4, 9, tzinfo=dt.UTC)
+    body = render_series_event(
+        SeriesEvent(
+            series_id="s-1",
+            timezone=zone,
+            first_start=first,
+            duration=dt.timedelta(minutes=50),
+            weeks_apart=weeks_apart,
+            count=count,
+            excluded=tuple(excluded),
+            moved=moved_events,
+            sequence=len(excluded),
+            created=stamp,
+            updated=stamp,
+            session_type="Session",
+            therapist_name="Dr Grace",
+            origin=ORIGIN,
+            manage_booking_id="b-0",
+        )
+    )
+    return body, sorted(held)
+
+
+def expanded_by_icalendar(body: bytes) -> list[dt.datetime]:
+    cal = icalendar.Calendar.from_ical(body)
+    found = recurring_ical_events.of(cal).between(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1))
+    return sorted(e.decoded("DTSTART").astimezone(dt.UTC) for e in found)
+
+
+def expanded_by_ical_js(body: bytes) -> list[dt.datetime]:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the ical.js cross-check needs it")
+    if not (EXPANDER.parent.parent.parent / "node_modules" / "ical.js").is_dir():
+        pytest.skip("node_modules/ical.js is missing: run `npm install` in the repository root")
+    done = subprocess.run(["node", str(EXPANDER)], input=body, capture_output=True, check=True, timeout=60)
+    return sorted(dt.datetime.fromisoformat(o["start"].replace("Z", "+00:00")) for o in json.loads(done.stdout))
+
+
+def test_a_series_is_one_event_with_rrule_tzid_vtimezone_and_exdate() -> None:
+    first = dt.datetime(2027, 3, 2, 10, tzinfo=ZoneInfo("America/New_York"))
+    body, _ = series_file("America/New_York", first, cancelled=(3,))
+    cal = parse(body)
+    (vtimezone,) = cal.walk("VTIMEZONE")
+    assert str(vtimezone["TZID"]) == "America/New_York"
+    (event,) = cal.walk("VEVENT")
+    assert b"DTSTART;TZID=America/New_York:20270302T100000" in body
+    assert event["RRULE"]["FREQ"] == ["WEEKLY"] and event["RRULE"]["COUNT"] == [6]
+    assert b"EXDATE;TZID=America/New_York:20270323T100000" in body  # 10:00 EDT, after the change
+    assert str(event["UID"]) == "series-s-1@teleroom.example.org"
+    assert b"#k=" not in body and b"trw_" not in body
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "weeks_apart", "cancelled", "moved"),
+    [
+        ("America/New_York", dt.datetime(2027, 3, 2, 10), 1, (3,), None),
+        ("Europe/London", dt.datetime(2027, 10, 5, 9, 30), 1, (0, 5), 2),
+        ("Australia/Lord_Howe", dt.datetime(2027, 3, 20, 18), 2, (), 1),
+        ("America/Santiago", dt.datetime(2027, 3, 30, 23), 1, (1,), None),
+        ("Europe/Berlin", dt.datetime(2027, 1, 5, 8), 2, (2, 7), 4),
+    ],
+)
+def test_a_series_file_reads_to_the_same_instants_in_icalendar_and_ical_js(
+    zone: str, first: dt.datetime, weeks_apart: int, cancelled: tuple[int, ...], moved: int | None
+) -> None:
+    body, held = series_file(
+        zone, first.replace(tzinfo=ZoneInfo(zone)), count=10, weeks_apart=weeks_apart, cancelled=cancelled, moved=moved
+    )
+    assert expanded_by_icalendar(body) == held
+    assert expanded_by_ical_js(body) == held

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from tests.support import Api
+from tests.test_ical_render import expanded_by_ical_js, expanded_by_icalendar
 
 NEW_YORK = ZoneInfo("America/New_York")
 # Tuesday 2 March 2027, 10:00 in New York: New York moves its clocks on 14 March, London on 28 March.
@@ -234,7 +235,7 @@ async def test_the_therapist_books_a_series_for_a_client_past_notice_and_horizon
     api: Api, db: asyncpg.Connection
 ) -> None:
     therapist, st = await series_therapist(api, min_notice_minutes=7 * 24 * 60, horizon_days=14)
-    status, first = await api.book(therapist, st, FIRST.isoformat())
+    status, _ = await api.book(therapist, st, FIRST.isoformat())
     assert status == 422  # beyond the 14-day horizon for the public
     soon = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=10)
     status, single = await api.book(therapist, st, soon.isoformat())
@@ -320,3 +321,34 @@ async def test_two_series_racing_for_one_shared_session_get_it_once(api: Api, db
         "SELECT count(*) FROM series s WHERE NOT EXISTS (SELECT 1 FROM bookings b WHERE b.series_id = s.id)"
     )
     assert orphans == 0
+
+
+async def test_the_series_ics_reads_to_the_sessions_booked_in_icalendar_and_ical_js(api: Api) -> None:
+    therapist, st = await series_therapist(api)
+    status, made = await book_series(api, therapist, series_body(st, FIRST))
+    assert status == 201, made
+    key, ids = made["series_key"], [o["booking_id"] for o in made["occurrences"]]
+    status, _ = await api.call(
+        "POST", f"/api/v1/series/{made['id']}/cancel", token=key, json={"scope": "one", "booking": ids[1]}
+    )
+    assert status == 200
+    moved_to = dt.datetime.fromisoformat(made["occurrences"][4]["start"]) + dt.timedelta(days=1, hours=2)
+    status, _ = await api.call(
+        "POST", f"/api/v1/bookings/{ids[4]}/reschedule", token=key, json={"start": moved_to.isoformat()}
+    )
+    assert status == 200
+    async with api.session.get(
+        f"{api.base}/api/v1/series/{made['id']}/ics", headers={"Authorization": f"Bearer {key}"}
+    ) as resp:
+        assert resp.status == 200 and resp.content_type == "text/calendar"
+        body = await resp.read()
+    status, shown = await api.call("GET", f"/api/v1/series/{made['id']}", token=key)
+    held = sorted(
+        dt.datetime.fromisoformat(o["start"]).astimezone(dt.UTC)
+        for o in shown["occurrences"]
+        if o["status"] == "confirmed"
+    )
+    assert len(held) == 5 and moved_to.astimezone(dt.UTC) in held
+    assert expanded_by_icalendar(body) == held
+    assert expanded_by_ical_js(body) == held
+    assert key.encode() not in body and b"#k=" not in body

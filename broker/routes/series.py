@@ -206,5 +206,25 @@ async def cancel_series(request: web.Request, call: Call) -> web.Response:
     return respond(shown)
 
 
+@routes.route(
+    "GET",
+    "/api/v1/series/{id}/ics",
+    summary="The series as one recurring calendar event for the client (RRULE, TZID, EXDATE; links carry no key)",
+    auth=BOOKING_ACCESS,
+    params=[SERIES_ID],
+    errors=(404,),
+    content_type=CALENDAR_TYPE,
+)
+async def series_ics(request: web.Request, call: Call) -> web.Response:
+    series_id = parse_uuid(request.match_info["id"], "series")
+    body = await series.client_ics(request.app[POOL], series_id, call.principal, request.app[SETTINGS].origin)
+    return web.Response(
+        body=body,
+        content_type=CALENDAR_TYPE,
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="teleroom-series.ics"'},
+    )
+
+
 def setup(app: web.Application) -> None:
     openapi.mount(app, routes)
