@@ -5,9 +5,9 @@
 import { api, explain, fragmentSecret } from "./api.js";
 import { fail } from "./dom.js";
 
-/** The booking key from `#k=...`, or null. */
+/** The booking key (or a series' key, which opens each of its sessions) from `#k=...`, or null. */
 export function bookingKey() {
-  return fragmentSecret("k", /^trk_/);
+  return fragmentSecret("k", /^tr[kw]_/);
 }
 
 /** A sentence for an error on a booking link: an unknown booking or a wrong key reads the same. */

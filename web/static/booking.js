@@ -8,6 +8,7 @@ import { $ } from "./dom.js";
 import { downloadIcs } from "./ics.js";
 import { rememberLocation } from "./location.js";
 import { startBookingPolicy } from "./policy.js";
+import { seriesChoice } from "./series.js";
 import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
 
 const root = $("booking");
@@ -30,6 +31,7 @@ function setup() {
   let zone = detectedZone();
   let chosen = null;
   let idempotencyKey = null;
+  const repeat = seriesChoice({ slug, sessionType: selectedType, zone: () => zone });
 
   const calendar = new SlotCalendar($("calendar"), {
     slug,
@@ -40,6 +42,7 @@ function setup() {
       idempotencyKey = crypto.randomUUID();
       $("chosen").textContent = formatSpan(slot.start, slot.end, zone);
       $("form-error").hidden = true;
+      repeat.pick(slot);
       show(["step-type-card", "step-time-card", "details"]);
       $("details").scrollIntoView({ block: "start" });
       $("step-details").focus({ preventScroll: true });
@@ -73,6 +76,7 @@ function setup() {
     if (phone) client.phone = phone;
     const where = data.get("location").trim();
     if (where) client.location = where;
+    if (repeat.active()) return repeat.submit(client, idempotencyKey);
     const button = $("confirm");
     button.disabled = true;
     button.textContent = "Booking…";

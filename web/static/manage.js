@@ -5,6 +5,7 @@ import { bookingKey, loadBooking } from "./booking-key.js";
 import { SlotCalendar } from "./calendar.js";
 import { $, fail } from "./dom.js";
 import { showManagePolicy, statusLabel } from "./policy.js";
+import { showSeries } from "./series-manage.js";
 import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
 
 const root = $("manage");
@@ -39,6 +40,7 @@ async function load() {
   if (!booking) return;
   if (booking.client_timezone) zone = booking.client_timezone;
   render();
+  if (booking.series_id) showSeries(booking, key, zone);
 }
 
 $("cancel").addEventListener("click", () => {
