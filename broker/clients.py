@@ -19,21 +19,23 @@ from broker.database import Executor, record_to
 from broker.errors import Conflict, NotFound
 from broker.principals import PUBLIC_CLIENT, Principal
 
-# Race-safe: two first bookings of one client meet on the unique index clients_therapist_email,
-# and the second (after the first commits) takes the existing row. DO UPDATE rather than DO
-# NOTHING so that the row comes back (RETURNING) and stays locked until the booking commits.
-MATCH_OR_CREATE = """
-INSERT INTO clients AS c (id, therapist_id, name, email, phone, location)
+# Race-safe: two first bookings of one client meet on the unique index clients_therapist_email; the
+# second waits for the first to commit and then inserts nothing, and finds the row. DO NOTHING
+# rather than DO UPDATE: a row lock would queue every booking of one client behind the previous
+# one's whole transaction (bench/booking.py lost half its rate to it); the booking's foreign key
+# takes a KEY SHARE lock, which other bookings of the client share.
+CREATE_CLIENT = """
+INSERT INTO clients (id, therapist_id, name, email, phone, location)
 VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (therapist_id, lower(email)) DO UPDATE
-SET phone = COALESCE(c.phone, EXCLUDED.phone),
-    location = COALESCE(c.location, EXCLUDED.location),
-    updated_at = CASE
-        WHEN (c.phone IS NULL AND EXCLUDED.phone IS NOT NULL)
-          OR (c.location IS NULL AND EXCLUDED.location IS NOT NULL) THEN now()
-        ELSE c.updated_at
-    END
-RETURNING c.*, (c.xmax = 0) AS created
+ON CONFLICT (therapist_id, lower(email)) DO NOTHING
+RETURNING *
+"""
+SELECT_BY_EMAIL = "SELECT * FROM clients WHERE therapist_id = $1 AND lower(email) = lower($2)"
+# Only what the record lacks; the WHERE makes a concurrent fill (or a therapist's edit) win.
+FILL_EMPTY = """
+UPDATE clients SET phone = COALESCE(phone, $2), location = COALESCE(location, $3), updated_at = now()
+WHERE id = $1 AND ((phone IS NULL AND $2::text IS NOT NULL) OR (location IS NULL AND $3::text IS NOT NULL))
+RETURNING *
 """
 
 
@@ -51,10 +53,6 @@ class Client(msgspec.Struct, frozen=True):
     updated_at: dt.datetime
 
 
-class _Upserted(msgspec.Struct, frozen=True):
-    created: bool  # xmax = 0: the statement inserted the row rather than updating an existing one
-
-
 async def match_or_create(
     conn: Executor,
     therapist_id: uuid.UUID,
@@ -70,11 +68,18 @@ async def match_or_create(
     An existing record keeps its name, email and notes; only an empty phone or location is filled
     from the booking. Run it in the booking's transaction, so a booking that loses its slot leaves
     no new client behind. A new record is audited as `client.created` by `actor`."""
-    row = await conn.fetchrow(MATCH_OR_CREATE, uuid.uuid4(), therapist_id, name, email, phone, location)
-    assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING always returns the row
-    client = record_to(Client, row)
-    if record_to(_Upserted, row).created:
+    row = await conn.fetchrow(CREATE_CLIENT, uuid.uuid4(), therapist_id, name, email, phone, location)
+    if row is not None:
+        client = record_to(Client, row)
         await audit.record(conn, actor, "client.created", therapist_id=therapist_id, client_id=client.id)
+        return client
+    row = await conn.fetchrow(SELECT_BY_EMAIL, therapist_id, email)
+    assert row is not None  # the conflicting row is committed (and clients are never deleted but with their therapist)
+    client = record_to(Client, row)
+    if (phone is not None and client.phone is None) or (location is not None and client.location is None):
+        filled = await conn.fetchrow(FILL_EMPTY, client.id, phone, location)
+        if filled is not None:
+            client = record_to(Client, filled)
     return client
 
 
