@@ -336,6 +336,7 @@ async def book(
         zone(body.client_timezone, "client_timezone")
     session_type = await session_types.active(pool, therapist.id, body.session_type)
     request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
+    refused: Conflict | None = None
     async with pool.acquire() as conn, conn.transaction():
         if key is not None:
             replay = await idempotency.claim(conn, therapist.id, key, request_hash)
@@ -343,14 +344,19 @@ async def book(
                 return Replay(status=replay.status, body=replay.body)
         try:
             await check_offered(conn, therapist.id, therapist.timezone, session_type, body.start, now, sources=sources)
-            booking = await _insert(conn, therapist, session_type, body)
+            booking = await _insert(conn, therapist, session_type, body)  # a savepoint: a loss leaves conn usable
         except Conflict as error:
+            if key is None:
+                raise
+            # The refusal is the first answer too: it must commit, so it is raised after the transaction.
+            await idempotency.store(conn, therapist.id, key, 409, refusal(error))
+            refused = error
+        else:
+            encoded = answer(booking)
             if key is not None:
-                await idempotency.store(conn, therapist.id, key, 409, refusal(error))
-            raise
-        encoded = answer(booking)
-        if key is not None:
-            await idempotency.store(conn, therapist.id, key, 201, encoded)
+                await idempotency.store(conn, therapist.id, key, 201, encoded)
+    if refused is not None:
+        raise refused
     return booking, encoded
 
 

@@ -113,6 +113,30 @@ async def test_idempotency_key_with_a_different_body_is_422(api: Api) -> None:
     assert (status, body["code"]) == (422, "idempotency_key_reused")
 
 
+async def test_idempotency_key_replays_a_refusal_even_after_the_time_is_freed(api: Api) -> None:
+    therapist, st = await api.ready_therapist()
+    (slot,) = await _first_slots(api, therapist, st, 1)
+    status, taken = await api.book(therapist, st, slot["start"], name="First")
+    assert status == 201
+    headers = {"Idempotency-Key": "retry-after-409"}
+    status, refused = await api.book(therapist, st, slot["start"], headers=headers)
+    assert (status, refused["code"]) == (409, "slot_unavailable")
+    status, _ = await api.call("POST", f"/api/v1/bookings/{taken['id']}/cancel", token=taken["booking_key"])
+    assert status == 200
+    # The same key and body get the first answer, not a booking made on the retry.
+    async with api.session.post(
+        api.base + f"/api/v1/therapists/{therapist['slug']}/bookings",
+        headers=headers,
+        json={
+            "session_type": st["id"],
+            "start": slot["start"],
+            "client": {"name": "Client Example", "email": "client@example.org"},
+        },
+    ) as resp:
+        assert (resp.status, resp.headers.get("Idempotent-Replayed")) == (409, "true")
+        assert (await resp.json(content_type=None)) == refused
+
+
 async def test_reschedule_onto_a_taken_time_leaves_the_booking_untouched(api: Api, db: asyncpg.Connection) -> None:
     therapist, st = await api.ready_therapist()
     first, second = await _first_slots(api, therapist, st, 2)
