@@ -27,6 +27,7 @@ from broker.http import problems
 from broker.http.auth import AUTHENTICATORS
 from broker.http.endpoints import Endpoint, respond
 from broker.http.openapi import API_ROUTES, document
+from broker.notices import NOTICES, Notices
 from broker.routes import bookings as booking_routes
 from broker.routes import busy_calendars as busy_calendar_routes
 from broker.routes import clients as client_routes
@@ -123,6 +124,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[CLOCK] = clock or Clock()
     app[AUTHENTICATORS] = []
     app[BUSY_SOURCES] = []
+    app[NOTICES] = Notices()
     app[API_ROUTES] = []
     app.cleanup_ctx.append(database_ctx)
 

@@ -24,6 +24,7 @@ from asyncpg import Range
 from broker import audit, availability, clients, credentials, idempotency, policies, schemas, session_types
 from broker.database import Executor, record_to
 from broker.errors import Conflict, InvalidInput, NotFound, TeleroomError, invalid
+from broker.notices import SILENT, Notice, NoticeKind, Notices
 from broker.principals import PUBLIC_CLIENT, Principal
 from broker.session_types import SessionType
 from broker.therapists import Therapist
@@ -325,6 +326,7 @@ async def book(
     idempotency_key: str | None,
     answer: Callable[[NewBooking], bytes],
     refusal: Callable[[TeleroomError], bytes],
+    notices: Notices = SILENT,
 ) -> tuple[NewBooking, bytes] | Replay:
     """Book a time on the public page, in one transaction with its Idempotency-Key.
 
@@ -352,6 +354,7 @@ async def book(
             await idempotency.store(conn, therapist.id, key, 409, refusal(error))
             refused = error
         else:
+            await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client"))
             encoded = answer(booking)
             if key is not None:
                 await idempotency.store(conn, therapist.id, key, 201, encoded)
@@ -392,7 +395,9 @@ async def read(conn: Executor, booking_id: uuid.UUID, reader: Principal) -> Book
     return booking
 
 
-async def cancel(conn: asyncpg.Connection, booking_id: uuid.UUID, actor: Principal, now: dt.datetime) -> Booking:
+async def cancel(
+    conn: asyncpg.Connection, booking_id: uuid.UUID, actor: Principal, now: dt.datetime, notices: Notices = SILENT
+) -> Booking:
     """Cancel a booking; cancelling a cancelled booking changes nothing and is not an error.
 
     A client cancelling inside the policy's window makes it `late_cancelled` (`broker.policies`)."""
@@ -409,6 +414,8 @@ async def cancel(conn: asyncpg.Connection, booking_id: uuid.UUID, actor: Princip
         await audit.record(conn, actor, f"booking.{status}", booking_id=booking_id, therapist_id=booking.therapist_id)
         if late:
             await policies.after_late_cancellation(conn, booking_id, booking.therapist_id, policy)
+        kind: NoticeKind = "booking.late_cancelled" if late else "booking.cancelled"
+        await notices.due(conn, Notice(kind, booking.therapist_id, (booking_id,), by=actor.kind))
         return await get(conn, booking_id)
 
 
@@ -425,6 +432,7 @@ async def reschedule(
     actor: Principal,
     now: dt.datetime,
     sources: Sequence[BusySource] = (),
+    notices: Notices = SILENT,
 ) -> Booking:
     """Move a booking in one UPDATE: if the new time is taken the old booking stands untouched (409)."""
     booking = await get(conn, booking_id)
@@ -460,6 +468,7 @@ async def reschedule(
             await audit.record(
                 conn, actor, "booking.rescheduled", booking_id=booking_id, therapist_id=booking.therapist_id
             )
+            await notices.due(conn, Notice("booking.rescheduled", booking.therapist_id, (booking_id,), by=actor.kind))
     except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
         raise slot_taken() from None
     return await get(conn, booking_id)

@@ -37,6 +37,7 @@ from broker import (
 from broker.bookings import BusySource, Replay
 from broker.database import Executor, record_to
 from broker.errors import Conflict, NotFound, TeleroomError, invalid
+from broker.notices import SILENT, Notice, Notices
 from broker.principals import PUBLIC_CLIENT, Principal
 from broker.session_types import SessionType
 from broker.therapists import Therapist
@@ -305,6 +306,7 @@ async def book(
     refusal: Callable[[TeleroomError], bytes],
     actor: Principal = PUBLIC_CLIENT,
     waive_limits: bool = False,
+    notices: Notices = SILENT,
 ) -> tuple[NewSeries, bytes] | Replay:
     """Book a series in one transaction, with its Idempotency-Key as `bookings.book` does.
 
@@ -328,6 +330,10 @@ async def book(
             await idempotency.store(conn, therapist.id, key, 409, refusal(error))
             refused = error
         else:
+            booked_ids = tuple(made.booked[i] for i in sorted(made.booked))
+            await notices.due(
+                conn, Notice("series.created", therapist.id, booked_ids, by=actor.kind, series_id=made.id)
+            )
             encoded = answer(made)
             if key is not None:
                 await idempotency.store(conn, therapist.id, key, 201, encoded)
@@ -359,6 +365,7 @@ async def book_for_client(
     idempotency_key: str | None,
     answer: Callable[[NewSeries], bytes],
     refusal: Callable[[TeleroomError], bytes],
+    notices: Notices = SILENT,
 ) -> tuple[NewSeries, bytes] | Replay:
     """The therapist books a series for an existing client: notice and horizon waived, double booking never."""
     record = await clients.get(pool, therapist.id, client_id)
@@ -375,6 +382,7 @@ async def book_for_client(
         refusal=refusal,
         actor=actor,
         waive_limits=True,
+        notices=notices,
     )
 
 
@@ -471,6 +479,7 @@ async def cancel(
     body: schemas.SeriesCancelIn,
     actor: Principal,
     now: dt.datetime,
+    notices: Notices = SILENT,
 ) -> schemas.SeriesOut:
     """Cancel one occurrence, it and all after it, or every one still ahead, in one transaction.
 
@@ -492,10 +501,15 @@ async def cancel(
                 chosen = [anchor]
             else:
                 chosen = [r for r in rows if r.series_index >= anchor.series_index]
+        cancelled: list[uuid.UUID] = []
         for row in chosen:
             if row.status != "confirmed" or (body.scope != "one" and row.ends_at <= now):
                 continue
-            await bookings.cancel(conn, row.id, actor, now)
+            await bookings.cancel(conn, row.id, actor, now)  # silent: the series is announced once
+            cancelled.append(row.id)
+        if cancelled:
+            gone = Notice("series.cancelled", found.therapist_id, tuple(cancelled), by=actor.kind, series_id=series_id)
+            await notices.due(conn, gone)
         return await view(conn, found)
 
 

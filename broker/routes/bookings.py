@@ -22,6 +22,7 @@ from broker.http.endpoints import (
     respond,
 )
 from broker.http.ratelimit import SlidingWindow, client_address
+from broker.notices import NOTICES
 from broker.routes.therapists import date_range
 from broker.settings import SETTINGS
 from broker.zones import zone
@@ -78,6 +79,7 @@ async def create_booking(request: web.Request, call: Call) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key"),
         answer=answer,
         refusal=refusal,
+        notices=app[NOTICES],
     )
     if isinstance(outcome, Replay):
         return web.Response(
@@ -115,7 +117,9 @@ async def get_booking(request: web.Request, call: Call) -> web.Response:
 async def cancel_booking(request: web.Request, call: Call) -> web.Response:
     await read_json(request, schemas.CancelIn, allow_empty=True)
     async with request.app[POOL].acquire() as conn:
-        booking = await bookings.cancel(conn, call.booking_id, call.principal, request.app[CLOCK].now())
+        booking = await bookings.cancel(
+            conn, call.booking_id, call.principal, request.app[CLOCK].now(), request.app[NOTICES]
+        )
     request.app.logger.info("booking %s cancelled by %s", booking.id, call.principal.kind)
     return respond(booking.to_wire())
 
@@ -136,7 +140,7 @@ async def reschedule_booking(request: web.Request, call: Call) -> web.Response:
     sources = app[BUSY_SOURCES]
     async with app[POOL].acquire() as conn:
         booking = await bookings.reschedule(
-            conn, call.booking_id, body.start, call.principal, app[CLOCK].now(), sources
+            conn, call.booking_id, body.start, call.principal, app[CLOCK].now(), sources, app[NOTICES]
         )
     app.logger.info("booking %s rescheduled by %s", booking.id, call.principal.kind)
     return respond(booking.to_wire())

@@ -24,6 +24,7 @@ from broker.http.endpoints import (
     respond,
 )
 from broker.http.ratelimit import client_address
+from broker.notices import NOTICES
 from broker.routes.bookings import BOOKING_LIMIT
 from broker.settings import SETTINGS
 
@@ -135,6 +136,7 @@ async def create_series(request: web.Request, call: Call) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key"),
         answer=answer,
         refusal=refusal,
+        notices=app[NOTICES],
     )
     return _respond(request, outcome)
 
@@ -168,6 +170,7 @@ async def create_client_series(request: web.Request, call: Call) -> web.Response
         idempotency_key=request.headers.get("Idempotency-Key"),
         answer=answer,
         refusal=refusal,
+        notices=app[NOTICES],
     )
     return _respond(request, outcome)
 
@@ -201,7 +204,9 @@ async def cancel_series(request: web.Request, call: Call) -> web.Response:
     body = await read_json(request, schemas.SeriesCancelIn)
     assert body is not None
     async with request.app[POOL].acquire() as conn:
-        shown = await series.cancel(conn, series_id, body, call.principal, request.app[CLOCK].now())
+        shown = await series.cancel(
+            conn, series_id, body, call.principal, request.app[CLOCK].now(), request.app[NOTICES]
+        )
     request.app.logger.info("series %s: %s cancelled by %s", series_id, body.scope, call.principal.kind)
     return respond(shown)
 
