@@ -85,11 +85,15 @@ async def match_or_create(
 
 # The list: each client with their next confirmed session and the last one they attended. A session
 # was attended when its status says so or, until a therapist or the attendance record has said so,
-# when the client was admitted to its room (broker.attendance records that).
+# when the client was admitted to its room (broker.attendance records that). A series is active
+# while it has a confirmed session not yet ended; the list counts them and describes the one whose
+# next session comes first (the window count is taken before the LIMIT).
 SELECT_SUMMARIES = """
 SELECT c.id, c.name, c.email, c.phone, c.location,
        n.id AS next_id, n.starts_at AS next_start, n.ends_at AS next_end,
-       a.id AS attended_id, a.starts_at AS attended_start, a.ends_at AS attended_end
+       a.id AS attended_id, a.starts_at AS attended_start, a.ends_at AS attended_end,
+       coalesce(sr.active, 0) AS active_series, sr.id AS series_id, sr.frequency AS series_frequency,
+       sr.remaining AS series_remaining, sr.last_start AS series_last_start
 FROM clients c
 LEFT JOIN LATERAL (
     SELECT b.id, b.starts_at, b.ends_at FROM bookings b
@@ -104,22 +108,34 @@ LEFT JOIN LATERAL (
             WHERE ae.booking_id = b.id AND ae.role = 'client' AND ae.event = 'admitted'))
     ORDER BY b.starts_at DESC LIMIT 1
 ) a ON true
+LEFT JOIN LATERAL (
+    SELECT s.id, s.frequency, u.remaining, u.last_start, count(*) OVER () AS active
+    FROM series s
+    JOIN LATERAL (
+        SELECT count(*) AS remaining, min(b.starts_at) AS next_start, max(b.starts_at) AS last_start
+        FROM bookings b WHERE b.series_id = s.id AND b.status = 'confirmed' AND b.ends_at > $2
+    ) u ON u.remaining > 0
+    WHERE s.client_id = c.id
+    ORDER BY u.next_start, s.id LIMIT 1
+) sr ON true
 WHERE c.therapist_id = $1
 ORDER BY lower(c.name), c.id
 LIMIT $3
 """
 SELECT_CLIENT = "SELECT * FROM clients WHERE id = $1 AND therapist_id = $2"
 LOCK_CLIENT = SELECT_CLIENT + " FOR UPDATE"
-# A client's sessions, upcoming ($3 = true: not yet ended, soonest first) or past (latest first).
+# A client's sessions, upcoming ($3 = true: not yet ended, soonest first) or past (latest first),
+# each with its place in its series if it has one.
 SELECT_SESSIONS = """
 SELECT b.id, b.starts_at, b.ends_at, b.status, b.session_type_id, st.name AS session_type_name,
-       st.duration_minutes,
+       st.duration_minutes, b.series_id, b.series_index, s.frequency AS series_frequency, s.count AS series_count,
        EXISTS (
            SELECT 1 FROM attendance_events ae
            WHERE ae.booking_id = b.id AND ae.role = 'client' AND ae.event = 'admitted'
        ) AS client_admitted
 FROM bookings b
 JOIN session_types st ON st.id = b.session_type_id
+LEFT JOIN series s ON s.id = b.series_id
 WHERE b.client_id = $1 AND (b.ends_at > $2) = $3
 ORDER BY CASE WHEN $3 THEN b.starts_at END, b.starts_at DESC
 LIMIT $4
@@ -140,8 +156,17 @@ class SessionRef(msgspec.Struct, frozen=True):
     end: dt.datetime
 
 
+class StandingSeries(msgspec.Struct, frozen=True):
+    """A client's active series as the list shows it: how often, how many sessions are left, until when."""
+
+    id: uuid.UUID
+    frequency: schemas.Frequency
+    remaining: int  # confirmed sessions not yet ended
+    last_start: dt.datetime  # the start of the last of them
+
+
 class ClientSummary(msgspec.Struct, frozen=True):
-    """A row of the client list: who, how to reach them, their next session and the last attended."""
+    """A row of the client list: who, how to reach them, their next session, the last attended, their series."""
 
     id: uuid.UUID
     name: str
@@ -150,6 +175,8 @@ class ClientSummary(msgspec.Struct, frozen=True):
     location: str | None
     next_session: SessionRef | None
     last_attended: SessionRef | None
+    series: int  # active series: with a confirmed session not yet ended
+    standing_series: StandingSeries | None  # the active series whose next session comes first
 
 
 class _SummaryRow(msgspec.Struct, frozen=True):
@@ -164,6 +191,11 @@ class _SummaryRow(msgspec.Struct, frozen=True):
     attended_id: uuid.UUID | None
     attended_start: dt.datetime | None
     attended_end: dt.datetime | None
+    active_series: int
+    series_id: uuid.UUID | None
+    series_frequency: schemas.Frequency | None
+    series_remaining: int | None
+    series_last_start: dt.datetime | None
 
     def summary(self) -> ClientSummary:
         def ref(id_: uuid.UUID | None, start: dt.datetime | None, end: dt.datetime | None) -> SessionRef | None:
@@ -177,7 +209,15 @@ class _SummaryRow(msgspec.Struct, frozen=True):
             location=self.location,
             next_session=ref(self.next_id, self.next_start, self.next_end),
             last_attended=ref(self.attended_id, self.attended_start, self.attended_end),
+            series=self.active_series,
+            standing_series=self.standing(),
         )
+
+    def standing(self) -> StandingSeries | None:
+        if self.series_id is None or self.series_frequency is None:
+            return None
+        assert self.series_remaining is not None and self.series_last_start is not None  # one lateral row
+        return StandingSeries(self.series_id, self.series_frequency, self.series_remaining, self.series_last_start)
 
 
 class ClientSession(msgspec.Struct, frozen=True):
@@ -191,6 +231,10 @@ class ClientSession(msgspec.Struct, frozen=True):
     session_type_name: str
     duration_minutes: int
     client_admitted: bool
+    series_id: uuid.UUID | None = None
+    series_index: int | None = None  # 0-based
+    series_frequency: schemas.Frequency | None = None
+    series_count: int | None = None
 
 
 class ClientRecord(msgspec.Struct, frozen=True):

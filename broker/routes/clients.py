@@ -10,7 +10,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from broker import clients, schemas
-from broker.clients import Client, ClientRecord, ClientSession, ClientSummary, SessionRef
+from broker.clients import Client, ClientRecord, ClientSession, ClientSummary, SessionRef, StandingSeries
 from broker.clock import CLOCK
 from broker.database import POOL
 from broker.http import openapi
@@ -26,6 +26,13 @@ class SessionRefOut(msgspec.Struct):
     end: datetime
 
 
+class StandingSeriesOut(msgspec.Struct):
+    id: schemas.Id
+    frequency: schemas.Frequency
+    remaining: Annotated[int, Meta(description="confirmed sessions of the series not yet ended")]
+    last_start: Annotated[datetime, Meta(description="the start of the last of them")]
+
+
 class ClientSummaryOut(msgspec.Struct):
     id: schemas.Id
     name: str
@@ -35,6 +42,10 @@ class ClientSummaryOut(msgspec.Struct):
     next_session: Annotated[SessionRefOut | None, Meta(description="the next confirmed session not yet ended")]
     last_attended: Annotated[
         SessionRefOut | None, Meta(description="the latest session marked attended or that the client was admitted to")
+    ]
+    series: Annotated[int, Meta(description="active series: those with a confirmed session not yet ended")]
+    standing_series: Annotated[
+        StandingSeriesOut | None, Meta(description="the active series whose next session comes first; null: none")
     ]
 
 
@@ -49,6 +60,8 @@ class ClientSessionOut(msgspec.Struct):
     status: schemas.BookingStatus
     session_type: schemas.SessionTypeSummary
     client_admitted: Annotated[bool, Meta(description="the client was admitted to the session's room")]
+    series_id: Annotated[schemas.Id | None, Meta(description="the series this session belongs to; null: single")]
+    series_index: Annotated[int | None, Meta(description="its place in the series, from 0")]
 
 
 class ClientDetailsOut(msgspec.Struct):
@@ -71,6 +84,12 @@ def _ref(ref: SessionRef | None) -> SessionRefOut | None:
     return None if ref is None else SessionRefOut(id=str(ref.id), start=ref.start, end=ref.end)
 
 
+def _standing(s: StandingSeries | None) -> StandingSeriesOut | None:
+    if s is None:
+        return None
+    return StandingSeriesOut(id=str(s.id), frequency=s.frequency, remaining=s.remaining, last_start=s.last_start)
+
+
 def _summary(c: ClientSummary) -> ClientSummaryOut:
     return ClientSummaryOut(
         id=str(c.id),
@@ -80,6 +99,8 @@ def _summary(c: ClientSummary) -> ClientSummaryOut:
         location=c.location,
         next_session=_ref(c.next_session),
         last_attended=_ref(c.last_attended),
+        series=c.series,
+        standing_series=_standing(c.standing_series),
     )
 
 
@@ -93,6 +114,8 @@ def _session(s: ClientSession) -> ClientSessionOut:
             id=str(s.session_type_id), name=s.session_type_name, duration_minutes=s.duration_minutes
         ),
         client_admitted=s.client_admitted,
+        series_id=None if s.series_id is None else str(s.series_id),
+        series_index=s.series_index,
     )
 
 
