@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from broker.clock import Clock
 from tests.support import Api
+from tests.test_clients import client_list
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # Monday 4 January 2027, 08:00 UTC; the first series starts on Tuesday at 10:00 in Berlin.
@@ -32,19 +33,11 @@ async def new_client(api: Api, therapist: dict[str, Any], st: dict[str, Any], st
         json={"session_type": st["id"], "start": start.isoformat(), "client": {"name": email, "email": email}},
     )
     assert status == 201, body
-    return next(c["id"] for c in await listed(api, therapist) if c["email"] == email)
-
-
-async def listed(api: Api, therapist: dict[str, Any]) -> list[dict[str, Any]]:
-    status, body = await api.call(
-        "GET", f"/api/v1/therapists/{therapist['slug']}/clients", token=therapist["api_token"]
-    )
-    assert status == 200, body
-    return list(body["clients"])
+    return next(c["id"] for c in await client_list(api, therapist) if c["email"] == email)
 
 
 async def row(api: Api, therapist: dict[str, Any], client_id: str) -> dict[str, Any]:
-    return next(c for c in await listed(api, therapist) if c["id"] == client_id)
+    return next(c for c in await client_list(api, therapist) if c["id"] == client_id)
 
 
 async def book_for(
@@ -71,7 +64,7 @@ async def test_client_list_counts_active_series_and_describes_the_soonest(api: A
     therapist, st = await setup_therapist(api, clock)
     robin = await new_client(api, therapist, st, FIRST - dt.timedelta(hours=1), "robin@example.org")
     sam = await new_client(api, therapist, st, FIRST - dt.timedelta(hours=2), "sam@example.org")
-    for c in await listed(api, therapist):
+    for c in await client_list(api, therapist):
         assert c["series"] == 0 and c["standing_series"] is None, c
 
     weekly = await book_for(api, therapist, st, robin, FIRST)
