@@ -46,6 +46,16 @@ def pg_url() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A data dir for a `teleroom` process running its own embedded PostgreSQL, outside pytest's
+    basetemp for the reason `pg_url` gives (a concurrent pytest run resets that tree's modes and
+    prunes it, which an unprivileged PostgreSQL process cannot survive)."""
+    path = Path(tempfile.mkdtemp(prefix="teleroom-test-data-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def template_url(pg_url: str) -> str:
     """A database migrated once, copied for every test (CREATE DATABASE ... TEMPLATE is fast)."""

@@ -42,10 +42,10 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -
     raise AssertionError("teleroom serve did not become ready")
 
 
-def test_serve_on_embedded_database_with_therapist_add_alongside(tmp_path: Path) -> None:
+def test_serve_on_embedded_database_with_therapist_add_alongside(embedded_data_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TELEROOM_ADMIN_TOKEN"}}
     port = free_port()
-    data = tmp_path / "data"
+    data = embedded_data_dir / "data"
     proc = subprocess.Popen(
         [*TELEROOM, "serve", "--port", str(port), "--data-dir", str(data)],
         env=env,
