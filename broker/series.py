@@ -208,11 +208,20 @@ def preview_out(planned: Sequence[Planned], request: Request, therapist_zone: st
 
 
 async def preview(
-    conn: Executor, therapist: Therapist, request: Request, now: dt.datetime, sources: Sequence[BusySource]
+    conn: Executor,
+    therapist: Therapist,
+    request: Request,
+    now: dt.datetime,
+    sources: Sequence[BusySource],
+    *,
+    waive_limits: bool = False,
 ) -> schemas.SeriesPreviewOut:
-    """What booking this series would do, occurrence by occurrence (nothing is held)."""
+    """What booking this series would do, occurrence by occurrence (nothing is held).
+
+    `waive_limits` previews what the therapist may book: notice and horizon lifted, as when booking."""
     session_type = await session_types.active(conn, therapist.id, request.session_type)
-    return preview_out(await plan(conn, therapist, session_type, request, now, sources), request, therapist.timezone)
+    planned = await plan(conn, therapist, session_type, request, now, sources, waive_limits=waive_limits)
+    return preview_out(planned, request, therapist.timezone)
 
 
 def unavailable(planned: Sequence[Planned]) -> Conflict:

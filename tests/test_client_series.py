@@ -122,3 +122,27 @@ async def test_client_record_gives_each_session_its_series_and_place(api: Api, c
     assert status == 200, record
     places = [(s["series_id"], s["series_index"]) for s in record["upcoming"]]
     assert places == [(None, None)] + [(made["id"], i) for i in range(4)]
+
+
+async def test_the_therapists_preview_waives_notice_and_horizon_as_booking_does(api: Api, clock: Clock) -> None:
+    clock.advance(NOW - clock.now())
+    therapist = await api.therapist(timezone="Europe/Berlin")
+    await api.availability(therapist)
+    st = await api.session_type(therapist, **{**SERIES_TYPE, "min_notice_minutes": 2 * 1440, "horizon_days": 14})
+    client_id = await new_client(api, therapist, st, dt.datetime(2027, 1, 12, 9, 0, tzinfo=BERLIN), "w@example.org")
+    soon = dt.datetime(2027, 1, 4, 14, 0, tzinfo=BERLIN)  # six hours ahead: inside the two days' notice
+    body = {"session_type": st["id"], "start": soon.isoformat(), "frequency": "weekly", "count": 6}
+    status, public = await api.call("POST", f"/api/v1/therapists/{therapist['slug']}/series/preview", json=body)
+    assert (status, public["code"], public["reason"]) == (422, "slot_not_offered", "too_soon")
+    path = f"/api/v1/therapists/{therapist['slug']}/clients/{client_id}/series/preview"
+    status, shown = await api.call("POST", path, token=therapist["api_token"], json=body)
+    assert status == 200, shown
+    # Every week is free, the ones beyond the 14-day horizon included, as booking them would be.
+    assert [o["status"] for o in shown["occurrences"]] == ["free"] * 6
+    made = await book_for(api, therapist, st, client_id, soon, count=6)
+    assert [o["status"] for o in made["occurrences"]] == ["confirmed"] * 6
+    other = await api.therapist()
+    status, _ = await api.call(
+        "POST", path.replace(therapist["slug"], other["slug"]), token=other["api_token"], json=body
+    )
+    assert status == 404  # another therapist names a client that is not theirs

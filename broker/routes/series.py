@@ -7,7 +7,7 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
-from broker import schemas, series
+from broker import clients, schemas, series
 from broker.bookings import BUSY_SOURCES, Replay
 from broker.clock import CLOCK
 from broker.database import POOL
@@ -139,6 +139,29 @@ async def create_series(request: web.Request, call: Call) -> web.Response:
         notices=app[NOTICES],
     )
     return _respond(request, outcome)
+
+
+@routes.route(
+    "POST",
+    "/api/v1/therapists/{slug}/clients/{id}/series/preview",
+    summary="Preview a series the therapist would book for this client (notice and horizon waived, as booking it)",
+    auth=THERAPIST_ACCESS,
+    body=schemas.SeriesPreviewIn,
+    response=schemas.SeriesPreviewOut,
+    params=[CLIENT_ID],
+    errors=(404, 422),
+)
+async def preview_client_series(request: web.Request, call: Call) -> web.Response:
+    client_id = parse_uuid(request.match_info["id"], "client")
+    body = await read_json(request, schemas.SeriesPreviewIn)
+    assert body is not None
+    app = request.app
+    sources = app[BUSY_SOURCES]
+    await clients.get(app[POOL], call.therapist.id, client_id)  # someone else's client is 404, as booking is
+    shown = await series.preview(
+        app[POOL], call.therapist, _request(body), app[CLOCK].now(), sources, waive_limits=True
+    )
+    return respond(shown)
 
 
 @routes.route(

@@ -1,5 +1,5 @@
 // A client's page, the therapist's side of standing series: book a series for this client (preview
-// first, through the public preview endpoint; then POST .../clients/{id}/series, notice and horizon
+// first, through POST .../clients/{id}/series/preview; then POST .../clients/{id}/series, notice and horizon
 // waived), and cancel upcoming sessions: a single one, or of a series this one, it and all following,
 // or the whole series, each after a confirm step. Calls go with the session cookie and the page's
 // CSRF token (api.js). After a change the session lists are read again from the page itself, so they
@@ -171,30 +171,15 @@ function seriesForm() {
     message.replaceChildren();
     message.className = "";
     try {
-      const shown = await api("POST", `/api/v1/therapists/${slug}/series/preview`, { body });
+      const shown = await api("POST", `/api/v1/therapists/${slug}/clients/${root.dataset.client}/series/preview`, {
+        body,
+      });
       request = body;
       idempotencyKey = crypto.randomUUID();
       showPreview(shown.occurrences);
       $("series-preview-title").focus();
     } catch (error) {
       if (unauthorized(error)) return;
-      const reason = error instanceof ApiError && error.body.reason;
-      if (reason === "too_soon" || reason === "beyond_horizon") {
-        // Clients could not book this first time; the therapist can (notice and horizon are waived).
-        request = body;
-        idempotencyKey = crypto.randomUUID();
-        list.replaceChildren(
-          el("li", {
-            text:
-              "No preview: clients could not book this first time (it is inside your notice period or beyond " +
-              "your booking horizon). You can still book it; any session that is not free is left out.",
-          }),
-        );
-        book.textContent = "Book the series";
-        book.disabled = false;
-        previewBox.hidden = false;
-        return;
-      }
       stale();
       say(message, explain(error), true);
     }
