@@ -13,7 +13,6 @@ import hashlib
 import typing
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 
 import asyncpg
@@ -186,14 +185,6 @@ class NewBooking(msgspec.Struct, frozen=True):
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """The first answer to a retried request with the same Idempotency-Key, exactly as it was sent."""
-
-    status: int
-    body: bytes
-
-
 _OFFER_REASONS = {
     "in_past": "That time has already passed.",
     "too_soon": "That time is sooner than this session type's minimum notice.",
@@ -327,40 +318,25 @@ async def book(
     answer: Callable[[NewBooking], bytes],
     refusal: Callable[[TeleroomError], bytes],
     notices: Notices = SILENT,
-) -> tuple[NewBooking, bytes] | Replay:
+) -> tuple[NewBooking, bytes] | idempotency.Replay:
     """Book a time on the public page, in one transaction with its Idempotency-Key.
 
     `answer` and `refusal` encode what the caller is told; with an Idempotency-Key that answer is
     kept (sealed, see `broker.idempotency`) so a retry with the same key and body gets it back, a
     taken slot included. Returns the new booking and its encoded answer, or the replayed answer."""
-    key = idempotency.check_key(idempotency_key)
+    idempotency.check_key(idempotency_key)
     if body.client_timezone is not None:
         zone(body.client_timezone, "client_timezone")
     session_type = await session_types.active(pool, therapist.id, body.session_type)
+
+    async def make(conn: asyncpg.Connection) -> tuple[NewBooking, bytes]:
+        await check_offered(conn, therapist.id, therapist.timezone, session_type, body.start, now, sources=sources)
+        booking = await _insert(conn, therapist, session_type, body)  # a savepoint: a loss leaves conn usable
+        await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client"))
+        return booking, answer(booking)
+
     request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
-    refused: Conflict | None = None
-    async with pool.acquire() as conn, conn.transaction():
-        if key is not None:
-            replay = await idempotency.claim(conn, therapist.id, key, request_hash)
-            if replay is not None:
-                return Replay(status=replay.status, body=replay.body)
-        try:
-            await check_offered(conn, therapist.id, therapist.timezone, session_type, body.start, now, sources=sources)
-            booking = await _insert(conn, therapist, session_type, body)  # a savepoint: a loss leaves conn usable
-        except Conflict as error:
-            if key is None:
-                raise
-            # The refusal is the first answer too: it must commit, so it is raised after the transaction.
-            await idempotency.store(conn, therapist.id, key, 409, refusal(error))
-            refused = error
-        else:
-            await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client"))
-            encoded = answer(booking)
-            if key is not None:
-                await idempotency.store(conn, therapist.id, key, 201, encoded)
-    if refused is not None:
-        raise refused
-    return booking, encoded
+    return await idempotency.once(pool, therapist.id, idempotency_key, request_hash, make, refusal)
 
 
 async def for_key(conn: Executor, key: str) -> BookingRef | None:

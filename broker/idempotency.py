@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 import msgspec
@@ -19,9 +21,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.database import record_to
-from broker.errors import Conflict, invalid
+from broker.errors import Conflict, TeleroomError, invalid
 
 MAX_KEY_LENGTH = 200
+T = TypeVar("T")
 
 CLAIM_KEY = """
 INSERT INTO idempotency_keys (therapist_id, key_hash, request_hash) VALUES ($1, $2, $3)
@@ -91,3 +94,39 @@ async def store(conn: asyncpg.Connection, scope: uuid.UUID, key: str, status: in
     nonce = os.urandom(12)
     sealed = nonce + _aead(key, scope).encrypt(nonce, body, scope.bytes)
     await conn.execute(STORE_RESPONSE, scope, _key_hash(key), status, sealed)
+
+
+async def once(
+    pool: asyncpg.Pool,
+    scope: uuid.UUID,
+    raw_key: str | None,
+    request_hash: bytes,
+    make: Callable[[asyncpg.Connection], Awaitable[tuple[T, bytes]]],
+    refusal: Callable[[TeleroomError], bytes],
+) -> tuple[T, bytes] | Replay:
+    """Run `make` (which returns what it made and its encoded answer) in one transaction under an
+    Idempotency-Key: a retry with the same key and body gets the first answer back.
+
+    A `Conflict` is a first answer too (the time was taken): its encoding (`refusal`) is stored and
+    committed before the error is raised, so the retry hears the same. `make` rolls back its own
+    writes on a conflict (a savepoint), so nothing else of a refused request stays behind."""
+    key = check_key(raw_key)
+    refused: Conflict | None = None
+    async with pool.acquire() as conn, conn.transaction():
+        if key is not None:
+            replay = await claim(conn, scope, key, request_hash)
+            if replay is not None:
+                return replay
+        try:
+            made, encoded = await make(conn)
+        except Conflict as error:
+            if key is None:
+                raise
+            await store(conn, scope, key, 409, refusal(error))
+            refused = error
+        else:
+            if key is not None:
+                await store(conn, scope, key, 201, encoded)
+    if refused is not None:
+        raise refused
+    return made, encoded

@@ -34,9 +34,10 @@ from broker import (
     session_types,
     therapists,
 )
-from broker.bookings import BusySource, Replay
+from broker.bookings import BusySource
 from broker.database import Executor, record_to
 from broker.errors import Conflict, NotFound, TeleroomError, invalid
+from broker.idempotency import Replay
 from broker.notices import SILENT, Notice, Notices
 from broker.principals import PUBLIC_CLIENT, Principal
 from broker.session_types import SessionType
@@ -321,34 +322,18 @@ async def book(
 
     A refusal (`series_unavailable`, a lost race) is kept for the key too; its savepoint is rolled
     back first, so a refused series leaves no booking, series or client row behind."""
-    key = idempotency.check_key(idempotency_key)
+    idempotency.check_key(idempotency_key)
     session_type = await session_types.active(pool, therapist.id, request.session_type)
+
+    async def make(conn: asyncpg.Connection) -> tuple[NewSeries, bytes]:
+        async with conn.transaction():  # a savepoint: a refused series leaves no row behind
+            made = await _create(conn, therapist, session_type, request, client, actor, now, sources, waive_limits)
+        booked_ids = tuple(made.booked[i] for i in sorted(made.booked))
+        await notices.due(conn, Notice("series.created", therapist.id, booked_ids, by=actor.kind, series_id=made.id))
+        return made, answer(made)
+
     request_hash = hashlib.sha256(b"series\0" + msgspec.json.encode((_hashable(request), client))).digest()
-    refused: Conflict | None = None
-    async with pool.acquire() as conn, conn.transaction():
-        if key is not None:
-            replay = await idempotency.claim(conn, therapist.id, key, request_hash)
-            if replay is not None:
-                return Replay(status=replay.status, body=replay.body)
-        try:
-            async with conn.transaction():
-                made = await _create(conn, therapist, session_type, request, client, actor, now, sources, waive_limits)
-        except Conflict as error:
-            if key is None:
-                raise
-            await idempotency.store(conn, therapist.id, key, 409, refusal(error))
-            refused = error
-        else:
-            booked_ids = tuple(made.booked[i] for i in sorted(made.booked))
-            await notices.due(
-                conn, Notice("series.created", therapist.id, booked_ids, by=actor.kind, series_id=made.id)
-            )
-            encoded = answer(made)
-            if key is not None:
-                await idempotency.store(conn, therapist.id, key, 201, encoded)
-    if refused is not None:
-        raise refused
-    return made, encoded
+    return await idempotency.once(pool, therapist.id, idempotency_key, request_hash, make, refusal)
 
 
 def _hashable(request: Request) -> list[object]:

@@ -21,6 +21,8 @@ from broker import bookings, credentials, therapists
 from broker.database import POOL
 from broker.errors import BadRequest, Forbidden, NotFound, Unauthenticated, UnsupportedMediaType, invalid
 from broker.http.auth import authenticate, bearer
+from broker.http.problems import PROBLEM_CONTENT_TYPE
+from broker.idempotency import Replay
 from broker.principals import AuthMode, Principal
 from broker.therapists import Therapist
 
@@ -96,6 +98,7 @@ class Param:
 
 SLUG = Param("slug", "path", "The therapist's public slug.", required=True)
 BOOKING_ID = Param("id", "path", "Booking id", required=True)
+IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", "Retry-safe key: the same key and body return the first answer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,3 +308,15 @@ def query_param(request: web.Request, name: str, *, required: bool = False) -> s
     value = values[0]
     check_text(value, name)
     return value
+
+
+def created(outcome: tuple[object, bytes] | Replay) -> web.Response:
+    """201 with the answer just made or, for a retried Idempotency-Key, the first answer again."""
+    if isinstance(outcome, Replay):
+        return web.Response(
+            body=outcome.body,
+            status=outcome.status,
+            headers={"Idempotent-Replayed": "true"},
+            content_type="application/json" if outcome.status < 400 else PROBLEM_CONTENT_TYPE,
+        )
+    return web.Response(body=outcome[1], status=201, content_type="application/json")

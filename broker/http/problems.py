@@ -83,6 +83,11 @@ def problem_body(error: errors.TeleroomError) -> dict[str, Any]:
 _encoder = msgspec.json.Encoder()
 
 
+def problem_json(error: errors.TeleroomError) -> bytes:
+    """The problem+json body of an error, encoded (an Idempotency-Key keeps it as the first answer)."""
+    return _encoder.encode(problem_body(error))
+
+
 def problem_response(error: errors.TeleroomError) -> web.Response:
     status = status_of(error)
     response = web.Response(body=_encoder.encode(problem_body(error)), status=status, content_type=PROBLEM_CONTENT_TYPE)

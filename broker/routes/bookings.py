@@ -6,22 +6,24 @@ import msgspec
 from aiohttp import web
 
 from broker import bookings, schemas
-from broker.bookings import BUSY_SOURCES, NewBooking, Replay
+from broker.bookings import BUSY_SOURCES, NewBooking
 from broker.clock import CLOCK
 from broker.database import POOL
-from broker.errors import TeleroomError
 from broker.http import openapi, problems
 from broker.http.endpoints import (
     BOOKING_ACCESS,
+    IDEMPOTENCY_KEY,
     THERAPIST_ACCESS,
     ApiRoutes,
     Call,
     Param,
+    created,
     query_param,
     read_json,
     respond,
 )
 from broker.http.ratelimit import SlidingWindow, client_address
+from broker.idempotency import Replay
 from broker.notices import NOTICES
 from broker.routes.therapists import date_range
 from broker.settings import SETTINGS
@@ -41,7 +43,7 @@ MAX_LIST_DAYS = 400
     body=schemas.BookingIn,
     response=schemas.BookingCreated,
     status=201,
-    params=[Param("Idempotency-Key", "header", "Retry-safe key: the same key and body return the first answer")],
+    params=[IDEMPOTENCY_KEY],
     errors=(409, 413, 422, 429),
 )
 async def create_booking(request: web.Request, call: Call) -> web.Response:
@@ -66,9 +68,6 @@ async def create_booking(request: web.Request, call: Call) -> web.Response:
             )
         )
 
-    def refusal(error: TeleroomError) -> bytes:
-        return msgspec.json.encode(problems.problem_body(error))
-
     sources = app[BUSY_SOURCES]
     outcome = await bookings.book(
         app[POOL],
@@ -78,19 +77,12 @@ async def create_booking(request: web.Request, call: Call) -> web.Response:
         sources=sources,
         idempotency_key=request.headers.get("Idempotency-Key"),
         answer=answer,
-        refusal=refusal,
+        refusal=problems.problem_json,
         notices=app[NOTICES],
     )
-    if isinstance(outcome, Replay):
-        return web.Response(
-            body=outcome.body,
-            status=outcome.status,
-            headers={"Idempotent-Replayed": "true"},
-            content_type="application/json" if outcome.status < 400 else problems.PROBLEM_CONTENT_TYPE,
-        )
-    booking, encoded = outcome
-    app.logger.info("booking %s created for therapist %s", booking.id, call.therapist.id)
-    return web.Response(body=encoded, status=201, content_type="application/json")
+    if not isinstance(outcome, Replay):
+        app.logger.info("booking %s created for therapist %s", outcome[0].id, call.therapist.id)
+    return created(outcome)
 
 
 @routes.route(

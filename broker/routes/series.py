@@ -8,22 +8,25 @@ import msgspec
 from aiohttp import web
 
 from broker import clients, schemas, series
-from broker.bookings import BUSY_SOURCES, Replay
+from broker.bookings import BUSY_SOURCES
 from broker.clock import CLOCK
 from broker.database import POOL
 from broker.errors import TeleroomError
 from broker.http import openapi, problems
 from broker.http.endpoints import (
     BOOKING_ACCESS,
+    IDEMPOTENCY_KEY,
     THERAPIST_ACCESS,
     ApiRoutes,
     Call,
     Param,
+    created,
     parse_uuid,
     read_json,
     respond,
 )
 from broker.http.ratelimit import client_address
+from broker.idempotency import Replay
 from broker.notices import NOTICES
 from broker.routes.bookings import BOOKING_LIMIT
 from broker.settings import SETTINGS
@@ -31,7 +34,6 @@ from broker.settings import SETTINGS
 routes = ApiRoutes("series")
 SERIES_ID = Param("id", "path", "Series id", required=True)
 CLIENT_ID = Param("id", "path", "Client id", required=True)
-IDEMPOTENCY = Param("Idempotency-Key", "header", "Retry-safe key: the same key and body return the first answer")
 CALENDAR_TYPE = "text/calendar"
 
 
@@ -88,23 +90,7 @@ def _answers(
             )
         )
 
-    def refusal(error: TeleroomError) -> bytes:
-        return msgspec.json.encode(problems.problem_body(error))
-
-    return answer, refusal
-
-
-def _respond(request: web.Request, outcome: tuple[series.NewSeries, bytes] | Replay) -> web.Response:
-    if isinstance(outcome, Replay):
-        return web.Response(
-            body=outcome.body,
-            status=outcome.status,
-            headers={"Idempotent-Replayed": "true"},
-            content_type="application/json" if outcome.status < 400 else problems.PROBLEM_CONTENT_TYPE,
-        )
-    made, encoded = outcome
-    request.app.logger.info("series %s created with %d sessions", made.id, len(made.booked))
-    return web.Response(body=encoded, status=201, content_type="application/json")
+    return answer, problems.problem_json
 
 
 @routes.route(
@@ -114,7 +100,7 @@ def _respond(request: web.Request, outcome: tuple[series.NewSeries, bytes] | Rep
     body=schemas.SeriesIn,
     response=schemas.SeriesCreated,
     status=201,
-    params=[IDEMPOTENCY],
+    params=[IDEMPOTENCY_KEY],
     errors=(409, 413, 422, 429),
 )
 async def create_series(request: web.Request, call: Call) -> web.Response:
@@ -138,7 +124,9 @@ async def create_series(request: web.Request, call: Call) -> web.Response:
         refusal=refusal,
         notices=app[NOTICES],
     )
-    return _respond(request, outcome)
+    if not isinstance(outcome, Replay):
+        request.app.logger.info("series %s created with %d sessions", outcome[0].id, len(outcome[0].booked))
+    return created(outcome)
 
 
 @routes.route(
@@ -172,7 +160,7 @@ async def preview_client_series(request: web.Request, call: Call) -> web.Respons
     body=schemas.ClientSeriesIn,
     response=schemas.SeriesCreated,
     status=201,
-    params=[CLIENT_ID, IDEMPOTENCY],
+    params=[CLIENT_ID, IDEMPOTENCY_KEY],
     errors=(404, 409, 422),
 )
 async def create_client_series(request: web.Request, call: Call) -> web.Response:
@@ -195,7 +183,9 @@ async def create_client_series(request: web.Request, call: Call) -> web.Response
         refusal=refusal,
         notices=app[NOTICES],
     )
-    return _respond(request, outcome)
+    if not isinstance(outcome, Replay):
+        request.app.logger.info("series %s created with %d sessions", outcome[0].id, len(outcome[0].booked))
+    return created(outcome)
 
 
 @routes.route(
