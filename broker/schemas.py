@@ -8,6 +8,11 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+# Every string in a request is one line without any control character (`invalid_text`), unless
+# its field carries this mark: then it may hold line breaks (LF only). broker/http/endpoints.check_text
+# reads the mark, and the OpenAPI document shows it as `"x-multiline": true`.
+MULTILINE = "x-multiline"
+
 Slug = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$", description="lowercase letters, digits, -")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
@@ -59,7 +64,9 @@ class PolicyIn(Strict):
     window_hours: Annotated[
         int, Meta(ge=0, le=720, description="a client's cancellation this close to the start is late; 0 = never")
     ]
-    text: Annotated[str, Meta(max_length=4000, description="the policy as clients read it")] = ""
+    text: Annotated[
+        str, Meta(max_length=4000, description="the policy as clients read it", extra_json_schema={MULTILINE: True})
+    ] = ""
     late_cancel_fee: Fee | None = None
     no_show_fee: Fee | None = None
 
@@ -346,9 +353,13 @@ class ClientPatch(Strict):
     email: Email | msgspec.UnsetType = msgspec.UNSET
     phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
     location: Place | msgspec.UnsetType | None = msgspec.UNSET
-    notes: Annotated[str, Meta(max_length=5000, description="the therapist's own notes")] | msgspec.UnsetType | None = (
-        msgspec.UNSET
-    )
+    notes: (
+        Annotated[
+            str, Meta(max_length=5000, description="the therapist's own notes", extra_json_schema={MULTILINE: True})
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
 
 
 # Cancellation policies and session outcomes (broker/policies.py, broker/outcomes.py).

@@ -26,6 +26,7 @@ from broker.errors import InvalidInput, Unavailable
 from broker.http import openapi
 from broker.http.endpoints import ApiRoutes, Call, read_json, respond
 from broker.http.ratelimit import SlidingWindow, client_address
+from broker.schemas import MULTILINE
 from signaling import protocol as p
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ routes = ApiRoutes("echo")
 
 class EchoOffer(msgspec.Struct, forbid_unknown_fields=True):
     type: Literal["offer"]
-    sdp: Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
+    sdp: Annotated[str, msgspec.Meta(min_length=1, max_length=60_000, extra_json_schema={MULTILINE: True})]
 
 
 class EchoAnswer(msgspec.Struct):

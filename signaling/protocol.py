@@ -28,6 +28,9 @@ ParticipantId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHAT_CHARS = 2000
 MAX_LOCATION_CHARS = 100
+# Arrays and objects nested in one frame: a WebRTC description or candidate needs 3. Deeper JSON
+# would reach the interpreter's recursion limit in the decoder (or later, when relayed and encoded).
+MAX_NESTING = 32
 
 # The peer-to-peer data channel, negotiated (no DCEP open message, RFC 8832): both ends create it
 # with this label and id, so neither waits for the other to announce it. The echo peer uses it too.
@@ -40,7 +43,7 @@ class CloseCode(enum.IntEnum):
     (except `TOO_LARGE`, `BINARY_FRAME` and `ROOM_ENDED`, which is preceded by `ended`) naming the reason."""
 
     GOING_AWAY = 1001  # standard: the server is shutting down; reconnect with a fresh token
-    MALFORMED = 4400  # not JSON, a missing or wrongly typed field, a field over its limit
+    MALFORMED = 4400  # not JSON, a missing or wrongly typed field, a field over its limit, nested too deep
     TOKEN_REJECTED = 4401  # the join token is invalid, expired, for another room, or already used
     REMOVED = 4403  # the therapist removed this participant
     JOIN_TIMEOUT = 4408  # no `join` within 5 seconds of the upgrade
@@ -198,7 +201,9 @@ NOT_ADMITTED = "not_admitted"  # signal/chat before admission, or a signal to a 
 UNKNOWN_PEER = "unknown_peer"  # the named participant is not in this room
 ALREADY_JOINED = "already_joined"  # a second `join` on a joined connection; it has no effect
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# `join.location` and `chat.text` are one line: no control character at all (C0, DEL, C1).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TOO_DEEP = f"Arrays and objects may nest at most {MAX_NESTING} deep."
 _client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 _server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
 _encoder = msgspec.json.Encoder()
@@ -224,6 +229,10 @@ def decode_client(frame: str | bytes) -> ClientMessage:
         raise _classify(frame, exc) from None
     except msgspec.DecodeError:
         raise ProtocolError(CloseCode.MALFORMED, "malformed", "The frame is not valid JSON.") from None
+    except RecursionError:  # msgspec's answer to nesting beyond what the interpreter's stack allows
+        raise ProtocolError(CloseCode.MALFORMED, "malformed", _TOO_DEEP) from None
+    if isinstance(message, Signal) and _nesting(message.data) > MAX_NESTING - 1:
+        raise ProtocolError(CloseCode.MALFORMED, "malformed", _TOO_DEEP)
     text = message.location if isinstance(message, Join) else message.text if isinstance(message, Chat) else None
     if text is not None and _CONTROL.search(text):
         raise ProtocolError(CloseCode.MALFORMED, "malformed", "Text may not contain control characters.")
@@ -236,10 +245,26 @@ def _classify(frame: str | bytes, exc: msgspec.ValidationError) -> ProtocolError
         loose = msgspec.json.decode(frame)
     except msgspec.DecodeError:
         loose = None
+    except RecursionError:
+        return ProtocolError(CloseCode.MALFORMED, "malformed", _TOO_DEEP)
     kind = loose.get("type") if isinstance(loose, dict) else None
     if isinstance(loose, dict) and kind not in _CLIENT_TAGS:
         return ProtocolError(CloseCode.UNKNOWN_TYPE, "unknown_type", "The message `type` is missing or unknown.")
     return ProtocolError(CloseCode.MALFORMED, "malformed", f"Invalid message: {exc}")
+
+
+def _nesting(value: Any) -> int:
+    """How deep arrays and objects nest in `value` (a decoded JSON value; 1 for a flat object)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def decode_server(frame: str | bytes) -> ServerMessage:

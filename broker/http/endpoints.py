@@ -8,6 +8,7 @@ hold its key or be its therapist (anyone else learns nothing: 404). The handler 
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import msgspec.inspect
 from aiohttp import web
 
 from broker import bookings, credentials, therapists
@@ -24,6 +26,7 @@ from broker.http.auth import authenticate, bearer
 from broker.http.problems import PROBLEM_CONTENT_TYPE
 from broker.idempotency import Replay
 from broker.principals import AuthMode, Principal
+from broker.schemas import MULTILINE
 from broker.therapists import Therapist
 
 # "link": a one-time password link's secret as the bearer (checked and spent by the handler).
@@ -34,7 +37,10 @@ T = TypeVar("T")
 THERAPIST_ACCESS: tuple[Auth, ...] = ("therapist", "session")
 BOOKING_ACCESS: tuple[Auth, ...] = ("booking", "therapist", "session")
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters (C0, DEL, C1): none in one-line text; multi-line text may break lines with
+# LF or CR LF (an SDP's lines end in CR LF), and holds no other control character, nor a lone CR.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
 _DESCRIBE: dict[Auth, str] = {
     "admin": "the admin token",
     "therapist": "the therapist's API token",
@@ -266,25 +272,46 @@ async def read_json(request: web.Request, type_: type[T], *, allow_empty: bool =
         raise invalid(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}", code="malformed_json") from None
+    except RecursionError:  # msgspec's answer to nesting beyond what the interpreter's stack allows
+        raise BadRequest("The body's JSON nests too deeply.", code="malformed_json") from None
     check_text(value)
     return value
 
 
 def check_text(value: Any, path: str = "$") -> None:
-    """Refuse control characters (NUL above all, which PostgreSQL text cannot hold) anywhere in input."""
-    if isinstance(value, str):
-        if _CONTROL.search(value):
-            raise invalid(f"Text at `{path}` contains control characters.", code="invalid_text")
-    elif isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            check_text(getattr(value, name), f"{path}.{name}")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            check_text(item, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_text(key, path)
-            check_text(item, f"{path}.{key}")
+    """Refuse control characters anywhere in input (`invalid_text`): NUL above all, which PostgreSQL
+    text cannot hold, and CR or LF, which would break a line in an email header or a log. Only a
+    struct field marked multi-line (broker/schemas.MULTILINE) may hold line breaks (LF or CR LF).
+    Iterative: however deep a value nests, the walk costs no stack.
+    """
+    stack: list[tuple[Any, str, bool]] = [(value, path, False)]
+    while stack:
+        item, where, multiline = stack.pop()
+        if isinstance(item, str):
+            if (_CONTROL_MULTILINE if multiline else _CONTROL).search(item):
+                raise invalid(f"Text at `{where}` contains control characters.", code="invalid_text")
+        elif isinstance(item, msgspec.Struct):
+            marked = _multiline_fields(type(item))
+            stack.extend((getattr(item, name), f"{where}.{name}", name in marked) for name in item.__struct_fields__)
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{where}[{i}]", False) for i, child in enumerate(item))
+        elif isinstance(item, dict):
+            stack.extend((key, where, False) for key in item)
+            stack.extend((child, f"{where}.{key}", False) for key, child in item.items())
+
+
+@functools.cache
+def _multiline_fields(struct: type[msgspec.Struct]) -> frozenset[str]:
+    """The fields of `struct` whose string type carries the MULTILINE mark (read once per struct)."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return frozenset(f.name for f in info.fields if _marked(f.type))
+
+
+def _marked(t: msgspec.inspect.Type) -> bool:
+    if isinstance(t, msgspec.inspect.UnionType):
+        return any(_marked(member) for member in t.types)
+    return isinstance(t, msgspec.inspect.Metadata) and bool((t.extra_json_schema or {}).get(MULTILINE))
 
 
 _encoder = msgspec.json.Encoder()
