@@ -2,8 +2,10 @@
 
 The application checks a requested time against the same slot rules the booking page
 uses, for a friendly error; the `bookings_no_overlap` constraint then decides, across any
-number of nodes. Under contention PostgreSQL may answer a losing insert with a deadlock
-(40P01) rather than an exclusion violation (23P01): both mean someone else got the time.
+number of nodes. Every change to a therapist's booked times (a booking, a series, a move) first
+takes that therapist's transaction-scoped advisory lock (`lock_times`), so racing requests queue
+instead of meeting inside the constraint: two uncommitted overlapping inserts each wait for the
+other there, which PostgreSQL breaks as a deadlock only after `deadlock_timeout`.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ SELECT lower(blocked) AS start, upper(blocked) AS end FROM bookings
 WHERE therapist_id = $1 AND status IN ('confirmed', 'attended', 'no_show') AND blocked && $2
   AND id IS DISTINCT FROM $3
 """
+# The advisory-lock key space (namespace, therapist) that serialises changes to one therapist's times.
+TIMES_LOCK_NAMESPACE = 0x7E1E_0003
+LOCK_TIMES = "SELECT pg_advisory_xact_lock($1, $2)"
 CANCEL_BOOKING = """
 UPDATE bookings SET status = $2, cancelled_at = now(), updated_at = now(), sequence = sequence + 1
 WHERE id = $1 AND status = 'confirmed'
@@ -202,8 +207,13 @@ def slot_taken() -> Conflict:
     return Conflict("That time is no longer available. Please choose another.", code="slot_unavailable")
 
 
-def is_contention(exc: BaseException) -> bool:
-    return isinstance(exc, asyncpg.ExclusionViolationError | asyncpg.DeadlockDetectedError)
+async def lock_times(conn: Executor, therapist_id: uuid.UUID) -> None:
+    """Hold until the transaction ends the right to add or move this therapist's bookings.
+
+    Taken before the busy check, so the check sees every booking committed before it and the
+    insert never waits on another uncommitted one: contention is a queue, never a deadlock. Two
+    therapists whose ids share a 32-bit prefix merely queue together. Needs a transaction."""
+    await conn.execute(LOCK_TIMES, TIMES_LOCK_NAMESPACE, int.from_bytes(therapist_id.bytes[:4], "big", signed=True))
 
 
 async def busy_spans(
@@ -287,7 +297,7 @@ async def _insert(
                 None if series is None else series[1],
             )
             await audit.record(conn, actor, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
-    except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
+    except asyncpg.ExclusionViolationError:
         raise slot_taken() from None
     return booking
 
@@ -303,7 +313,8 @@ async def insert_occurrence(
     actor: Principal,
 ) -> NewBooking:
     """One session of a standing series (`broker.series`): an ordinary booking, under the same
-    constraint and audit, that points at its series. A lost slot is `slot_unavailable`."""
+    constraint and audit, that points at its series. A lost slot is `slot_unavailable`.
+    The caller holds `lock_times`."""
     return await _insert(conn, therapist, session_type, body, actor=actor, series=(series_id, index))
 
 
@@ -330,6 +341,7 @@ async def book(
     session_type = await session_types.active(pool, therapist.id, body.session_type)
 
     async def make(conn: asyncpg.Connection) -> tuple[NewBooking, bytes]:
+        await lock_times(conn, therapist.id)
         await check_offered(conn, therapist.id, therapist.timezone, session_type, body.start, now, sources=sources)
         booking = await _insert(conn, therapist, session_type, body)  # a savepoint: a loss leaves conn usable
         await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client"))
@@ -418,20 +430,21 @@ async def reschedule(
         raise Conflict("A session that has started cannot be rescheduled.", code="booking_started")
     session_type = await session_types.get(conn, booking.session_type_id)
     start = new_start.astimezone(dt.UTC)
-    await check_offered(
-        conn,
-        booking.therapist_id,
-        booking.therapist_timezone,
-        session_type,
-        start,
-        now,
-        exclude=booking_id,
-        sources=sources,
-    )
     rules = session_type.rules
     blocked = rules.blocked(start)
     try:
         async with conn.transaction():
+            await lock_times(conn, booking.therapist_id)
+            await check_offered(
+                conn,
+                booking.therapist_id,
+                booking.therapist_timezone,
+                session_type,
+                start,
+                now,
+                exclude=booking_id,
+                sources=sources,
+            )
             result = await conn.execute(
                 RESCHEDULE_BOOKING,
                 booking_id,
@@ -445,7 +458,7 @@ async def reschedule(
                 conn, actor, "booking.rescheduled", booking_id=booking_id, therapist_id=booking.therapist_id
             )
             await notices.due(conn, Notice("booking.rescheduled", booking.therapist_id, (booking_id,), by=actor.kind))
-    except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
+    except asyncpg.ExclusionViolationError:
         raise slot_taken() from None
     return await get(conn, booking_id)
 

@@ -9,7 +9,9 @@ shared by the preview and the booking, so what the preview shows is what booking
 Booking a series is one transaction: every `free` occurrence is booked, or with
 `all_or_nothing` none at all when any is not free (`series_unavailable`, listing which). An
 occurrence lost to a concurrent booking between the check and the insert is `taken` (or, all
-or nothing, refuses the whole series: its savepoint leaves no row behind).
+or nothing, refuses the whole series: its savepoint leaves no row behind). The therapist's
+`bookings.lock_times` is held from before the plan to the commit, so such a loss is rare (a
+booking written without the lock) and racing requests never deadlock.
 """
 
 from __future__ import annotations
@@ -326,6 +328,7 @@ async def book(
     session_type = await session_types.active(pool, therapist.id, request.session_type)
 
     async def make(conn: asyncpg.Connection) -> tuple[NewSeries, bytes]:
+        await bookings.lock_times(conn, therapist.id)  # before the plan reads what is busy
         async with conn.transaction():  # a savepoint: a refused series leaves no row behind
             made = await _create(conn, therapist, session_type, request, client, actor, now, sources, waive_limits)
         booked_ids = tuple(made.booked[i] for i in sorted(made.booked))
