@@ -112,7 +112,8 @@ async def login(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     email_key = throttle.email_key(email or shown_email)
     address_key = throttle.address_key(client_address(request))
-    wait = await throttle.retry_after(pool, "login", email_key, address_key, now, throttle.LOGIN_LIMITS)
+    # Counted as a failure from here (a success wipes it), so racing guesses cannot pass the limit.
+    wait = await throttle.admit(pool, "login", email_key, address_key, now, throttle.LOGIN_LIMITS)
     if wait is not None:
         minutes = max(1, -(-wait // 60))
         log.warning("login throttled for %ss", wait)
@@ -130,7 +131,6 @@ async def login(request: web.Request) -> web.Response:
     stored = await passwords.stored_hash(pool, therapist.id) if therapist is not None else None
     # Verified even without an account or a password (against a decoy), so the time says nothing.
     if not await passwords.verify(stored, password) or therapist is None or stored is None:
-        await throttle.record(pool, "login", email_key, address_key, now, succeeded=False)
         log.info("login failed")
         return _login_page(request, status=401, error=LOGIN_FAILED, email=shown_email, next_path=next_path)
 
@@ -188,8 +188,7 @@ async def forgot(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     email_key = throttle.email_key(email)
     address_key = throttle.address_key(client_address(request))
-    if await throttle.retry_after(pool, "reset", email_key, address_key, now, throttle.RESET_LIMITS) is None:
-        await throttle.record(pool, "reset", email_key, address_key, now, succeeded=False)
+    if await throttle.admit(pool, "reset", email_key, address_key, now, throttle.RESET_LIMITS) is None:
         therapist = await therapists.by_email(pool, email)
         if therapist is not None:
             async with pool.acquire() as conn:
