@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import test_multi_node
 from tests.support import Api
 from tests.test_accounts import Browserish, therapist_with_password
+
+second_node = test_multi_node.second_node
 
 
 @pytest.fixture
@@ -46,3 +49,19 @@ async def test_hundred_concurrent_wrong_logins_from_one_address_get_at_most_twen
     answers = await _race(browser, [f"guess{i}@example.org" for i in range(100)])
     assert set(answers) <= {401, 429}, answers
     assert answers[401] == 20, answers
+
+
+async def test_wrong_passwords_racing_on_two_nodes_get_at_most_five_401s_in_all(
+    api: Api, browser: Browserish, second_node: str
+) -> None:
+    therapist = await therapist_with_password(api)
+    other = Browserish(second_node)
+    try:
+        here, there = await asyncio.gather(
+            _race(browser, [therapist["email"]] * 50), _race(other, [therapist["email"]] * 50)
+        )
+    finally:
+        await other.close()
+    answers = here + there
+    assert set(answers) <= {401, 429}, answers
+    assert answers[401] == 5, answers
