@@ -22,7 +22,6 @@ from broker import admin_tokens, database
 from broker.bookings import BUSY_SOURCES
 from broker.clock import CLOCK, Clock
 from broker.database import DATABASE_URL, POOL
-from broker.errors import Unavailable
 from broker.http import problems
 from broker.http.auth import AUTHENTICATORS
 from broker.http.endpoints import Endpoint, respond
@@ -80,10 +79,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     try:
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(request.app[SETTINGS].database_timeout_seconds):
             await request.app[POOL].fetchval("SELECT 1")
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        raise Unavailable("The database cannot be reached.", code="database_unavailable") from None
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        request.app[database.HEALTH].failed(type(exc).__name__)
+        raise database.unavailable_error() from None
     return respond({"status": "ready"})
 
 
@@ -93,8 +93,10 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start (or reuse) the embedded PostgreSQL unless DATABASE_URL is set; open the pool; migrate."""
+    """Start (or reuse) the embedded PostgreSQL unless DATABASE_URL is set; open the pool; migrate;
+    then supervise it (docs/operations.md, *When the database is lost*)."""
     settings = app[SETTINGS]
+    embedded: database.EmbeddedPostgres | None = None
     with contextlib.ExitStack() as stack:
         if settings.database_url:
             url = settings.database_url
@@ -105,12 +107,20 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
             stack.callback(embedded.stop)
             log.info("embedded PostgreSQL ready in %.2fs under %s", time.monotonic() - started, settings.data_dir)
         app[DATABASE_URL] = url
-        async with database.open_pool(url) as pool:
+        timeout = settings.database_timeout_seconds
+        async with database.open_pool(url, wait_seconds=timeout) as pool:
             async with pool.acquire() as conn:
                 await database.migrate(conn)
             await admin_tokens.ensure_admin_token(pool, settings)
             app[POOL] = pool
-            yield
+            health = app[database.HEALTH] = database.Health()
+            supervisor = asyncio.create_task(database.supervise(pool, health, embedded, wait_seconds=timeout))
+            try:
+                yield
+            finally:
+                supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await supervisor
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:

@@ -235,7 +235,7 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 while await refresh_due(app, session) == CLAIM_BATCH:
                     pass
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
                 log.warning("busy calendar refresher: database unavailable, retrying")
             wake.clear()
             with contextlib.suppress(TimeoutError):

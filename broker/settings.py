@@ -299,6 +299,16 @@ class Settings:
         summary="use this PostgreSQL 14+ instead of the embedded one",
         details="PostgreSQL 14+ connection URL. Unset: the embedded database in the data directory.",
     )
+    database_timeout_seconds: int = setting(
+        "TELEROOM_DATABASE_TIMEOUT_SECONDS",
+        Integer(1, 600),
+        3,
+        summary="longest wait for the database (connect, a pooled connection, one statement); 503 beyond",
+        details="the longest a request waits on the database: to connect, for a connection from the pool, "
+        "and for one statement. Beyond it the request gets 503 `database_unavailable` with `Retry-After`, "
+        "so a stopped or unreachable database never holds requests open (see *When the database is lost*). "
+        "Migrations are not bound by it.",
+    )
     admin_token: str | None = setting(
         "TELEROOM_ADMIN_TOKEN",
         OptionalText("text", min_length=24),
@@ -416,6 +426,16 @@ class Settings:
         details="how signaling reaches participants on other nodes: `local` (one node only), `postgres` "
         "(LISTEN/NOTIFY on the shared database) or `auto` (postgres when `DATABASE_URL` is set, local on "
         "the embedded database).",
+    )
+    signaling_heartbeat_seconds: int = setting(
+        "TELEROOM_SIGNALING_HEARTBEAT_SECONDS",
+        Integer(1, 300),
+        10,
+        summary="seconds between pings on /ws; a participant that misses one is dropped",
+        details="seconds between the pings signaling sends every joined participant. One that has not "
+        "answered a ping by the next (gone, or not reading what it is sent) is disconnected and the "
+        "others in the room receive `peer-left`: within two heartbeats. Keep a proxy's read timeout "
+        "above it.",
     )
     booking_attempts_per_hour: int = setting(
         "TELEROOM_BOOKING_ATTEMPTS_PER_HOUR",

@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler as RequestHandler
 
-from broker import errors
+from broker import database, errors
 from broker.settings import SETTINGS
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -134,9 +134,16 @@ async def middleware(request: web.Request, handler: RequestHandler) -> web.Strea
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except (asyncio.CancelledError, ConnectionResetError):
+    except asyncio.CancelledError:
         raise
     except Exception as exc:
+        if database.unavailable(exc):  # lost, frozen or restarting: said once per outage, not per request
+            health = request.config_dict.get(database.HEALTH)
+            if health is not None:
+                health.failed(type(exc).__name__)
+            return problem_response(database.unavailable_error())
+        if isinstance(exc, ConnectionResetError):  # the client went away (the database's is above)
+            raise
         incident = uuid.uuid4().hex[:12]
         # Where it failed, but not the exception's message: database errors quote the values
         # involved (a name, an email), and logs must carry identifiers only.
