@@ -45,5 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # Piped into `head`, a command ends quietly instead of with BrokenPipeError. Not `serve`: a
+    # server must never die of a write to a closed socket (a client gone, a killed database), so it
+    # keeps Python's SIG_IGN and sees EPIPE as an error it handles.
+    if build_parser().parse_args().command != "serve":
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

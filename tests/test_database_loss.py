@@ -134,8 +134,8 @@ async def until_booked(
 
 
 @pytest.fixture
-def serve(embedded_data_dir: Path) -> Iterator[tuple[str, Path, Path]]:
-    """`teleroom serve` on its own embedded database: (base URL, pgdata, log file)."""
+def serve(embedded_data_dir: Path) -> Iterator[tuple[str, Path, Path, int]]:
+    """`teleroom serve` on its own embedded database: (base URL, pgdata, log file, its pid)."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["TELEROOM_ADMIN_TOKEN"] = ADMIN_TOKEN
     env["TELEROOM_DATABASE_TIMEOUT_SECONDS"] = str(DATABASE_TIMEOUT_SECONDS)
@@ -152,7 +152,7 @@ def serve(embedded_data_dir: Path) -> Iterator[tuple[str, Path, Path]]:
         )
     try:
         wait_ready(port, proc, log_path)
-        yield f"http://127.0.0.1:{port}", pgdata, log_path
+        yield f"http://127.0.0.1:{port}", pgdata, log_path, proc.pid
     finally:
         # Whatever the test left frozen or half-restarted: continue it, stop the service, then make
         # sure no PostgreSQL of this data dir outlives the test.
@@ -166,6 +166,7 @@ def serve(embedded_data_dir: Path) -> Iterator[tuple[str, Path, Path]]:
             proc.wait(timeout=10)
         with contextlib.suppress(OSError, ValueError, psutil.Error):
             signal_cluster(postmaster_pid(pgdata), signal.SIGKILL)
+        print(log_path.read_text())  # shown by pytest when the test fails
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -188,8 +189,8 @@ def incident_lines(log_path: Path) -> list[str]:
     return [line for line in log_path.read_text().splitlines() if "database unavailable" in line]
 
 
-async def test_frozen_embedded_database_answers_503_then_recovers(serve: tuple[str, Path, Path]) -> None:
-    base, pgdata, log_path = serve
+async def test_frozen_embedded_database_answers_503_then_recovers(serve: tuple[str, Path, Path, int]) -> None:
+    base, pgdata, log_path, _ = serve
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
         api = Api(session, base, ADMIN_TOKEN)
         therapist, session_type, starts = await booking_slots(api)
@@ -216,8 +217,16 @@ async def test_frozen_embedded_database_answers_503_then_recovers(serve: tuple[s
     assert "Traceback" not in log and "internal_error" not in log, log
 
 
-async def test_killed_embedded_database_is_restarted_by_the_service(serve: tuple[str, Path, Path]) -> None:
-    base, pgdata, log_path = serve
+async def test_killed_embedded_database_is_restarted_by_the_service(serve: tuple[str, Path, Path, int]) -> None:
+    base, pgdata, log_path, pid = serve
+    # Writing to the killed server's sockets raises EPIPE; with SIGPIPE at its default the process
+    # died of it instead (`python -m broker.cli` reset it for every command, `serve` included).
+    status_file = Path(f"/proc/{pid}/status")
+    if status_file.exists():
+        ignored = int(
+            next(line for line in status_file.read_text().splitlines() if line.startswith("SigIgn:")).split()[1], 16
+        )
+        assert ignored & (1 << (signal.SIGPIPE - 1)), "teleroom serve must ignore SIGPIPE"
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
         api = Api(session, base, ADMIN_TOKEN)
         therapist, session_type, starts = await booking_slots(api)
