@@ -2,7 +2,13 @@
 
 The broker's side of the room-access interface (docs/room-tokens.md): who gets a token, when,
 and what comes with it (ICE servers whose TURN credentials expire with the window). Signaling
-verifies the tokens with `broker.tokens` and records attendance with `broker.attendance`.
+admits a connection with `enter` (the token verified, the room still open, the token spent) and
+records attendance with `broker.attendance`.
+
+A cancelled booking's room is closed for everyone: no token is issued for it, a token minted
+before the cancellation opens nothing (`enter` reads the booking's status), and the rooms
+already open end: `close_cancelled_rooms`, a notice hook, NOTIFYs `ROOMS_CLOSED` inside the
+cancelling transaction, which PostgreSQL delivers to every node's listener only once it commits.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import msgspec
 from broker import attendance, audit, bookings, tokens
 from broker.errors import Forbidden, Gone
 from broker.ice import IceServer, ice_servers
+from broker.notices import Notice
 from broker.principals import Principal
 from broker.settings import Settings
 from broker.tokens import KeyRing
@@ -24,6 +31,21 @@ from broker.tokens import KeyRing
 log = logging.getLogger(__name__)
 # Where signaling listens (the `signaling` package mounts its WebSocket here).
 SIGNALING_PATH = "/ws"
+# The NOTIFY channel naming rooms closed for good (payload: room ids separated by spaces).
+ROOMS_CLOSED = "teleroom_rooms_closed"
+# Room ids per notification: 36 characters and a space each, well under NOTIFY's 8000 bytes.
+ROOMS_PER_NOTIFY = 150
+NOTIFY = "SELECT pg_notify($1, $2)"
+CLOSING_NOTICES = frozenset({"booking.cancelled", "booking.late_cancelled", "series.cancelled"})
+
+
+class RoomClosed(Exception):
+    """A valid room token whose room is closed: `reason` is "cancelled" (the booking) or "ended"
+    (the therapist ended the session; for the client only)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class RoomPass(msgspec.Struct, frozen=True):
@@ -102,3 +124,33 @@ async def issue(
         ice_servers=ice_servers(settings, participant, window.closes_at),
         window_closes_at=window.closes_at,
     )
+
+
+async def enter(
+    pool: asyncpg.Pool, settings: Settings, token: str, now: datetime, *, room: str, keys: KeyRing | None
+) -> tokens.RoomClaims:
+    """Admit one signaling connection: verify the token, check its room is still open, spend the token.
+
+    Raises `tokens.TokenRejected` for a token that cannot be used, and `RoomClosed` for a token
+    minted before its booking was cancelled (whoever holds it) or, for the client, before the
+    therapist ended the session. Only a token that opens a room is spent."""
+    claims = await tokens.verify_room_token(pool, settings, token, now, room=room, keys=keys)
+    booking = await bookings.get(pool, claims.booking_id)
+    if booking.status in bookings.CANCELLED:
+        raise RoomClosed("cancelled")
+    if claims.role == "client" and await attendance.room_ended_at(pool, claims.booking_id):
+        raise RoomClosed("ended")
+    await tokens.consume_jti(pool, claims)
+    return claims
+
+
+async def close_cancelled_rooms(conn: asyncpg.Connection, notice: Notice) -> None:
+    """A notice hook: the rooms of cancelled bookings close on every node once the cancellation commits.
+
+    NOTIFY inside a transaction is delivered when it commits and never if it rolls back (PostgreSQL
+    docs, "NOTIFY"), so no room ends for a cancellation that did not happen."""
+    if notice.kind not in CLOSING_NOTICES:
+        return
+    rooms = [str(booking_id) for booking_id in notice.booking_ids]
+    for start in range(0, len(rooms), ROOMS_PER_NOTIFY):
+        await conn.execute(NOTIFY, ROOMS_CLOSED, " ".join(rooms[start : start + ROOMS_PER_NOTIFY]))

@@ -5,6 +5,11 @@ hosts. The view is rebuilt from relay events (`signaling.relay`), so every node 
 agrees on it whichever node a participant connected to. Durable facts (joined, admitted, left,
 removed) go to PostgreSQL through `broker.attendance`; whether a reconnecting client is let in
 without waiting again is read back from there, so it holds across nodes and restarts.
+
+Every heartbeat the hub pings each connection with a fresh payload, behind what is queued for it;
+a connection that has not answered the previous ping with that payload is dropped. Only the pong
+counts: a client that keeps sending but never reads (so never sees the ping) is caught as surely as
+a dead one, and so is one whose outgoing frames have stopped draining.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +31,7 @@ from aiohttp import WSMsgType, web
 from broker import attendance
 from broker.tokens import RoomClaims
 from signaling import protocol as p
-from signaling.relay import Admit, Deliver, EndRoom, Event, Gone, Member, Present, Relay, Remove, Sync
+from signaling.relay import Admit, Closed, Deliver, EndRoom, Event, Gone, Member, Present, Relay, Remove, Sync
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,13 @@ ENDING_NOTICE = dt.timedelta(minutes=5)
 TICK_SECONDS = 1.0
 # A reader this far behind is not reading: close it rather than buffer for it.
 MAX_QUEUED_FRAMES = 256
+# How long a node remembers a room closed by a cancellation: a join admitted just before the
+# cancellation committed is ended when it arrives (tokens minted before it live about two minutes).
+CLOSED_MEMORY_SECONDS = 300.0
+
+
+class _Ping(bytes):
+    """A ping's payload in a connection's queue: sent in order behind the frames queued before it."""
 
 
 class Connection:
@@ -52,12 +65,22 @@ class Connection:
         "location",
         "replaced",
         "state",
+        "transport",
+        "unanswered",
         "warned",
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, claims: RoomClaims, location: str | None) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        claims: RoomClaims,
+        location: str | None,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.ws = ws
+        self.transport = transport
+        self.unanswered = False  # a ping is out that has not been answered
         self.claims = claims
         self.location = location
         self.id = uuid.uuid4().hex
@@ -102,6 +125,30 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._drain())
 
+    def heartbeat(self, payload: bytes) -> None:
+        """Ping, or drop the connection if the previous ping has not been answered."""
+        if self.unanswered:
+            log.info("room %s: %s %s did not answer a ping; dropped", self.claims.room, self.role, self.participant)
+            self.drop()
+            return
+        self.unanswered = True
+        if not self.closing:
+            self._queue.append(_Ping(payload))
+            if self._writer is None:
+                self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    def answered(self) -> None:
+        self.unanswered = False
+
+    def drop(self) -> None:
+        """Close the TCP connection at once: a peer that does not read could not take a close frame,
+        and what is queued for it is dropped with it. The handler then leaves the room as for any close."""
+        self._queue.clear()
+        self.closing = True
+        self.close_code = p.CloseCode.SLOW_CONSUMER
+        if self.transport is not None:
+            self.transport.abort()
+
     async def wait_closed(self) -> None:
         """Until queued frames (and the close, if one was asked for) have been written."""
         writer = self._writer
@@ -111,7 +158,11 @@ class Connection:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                await self.ws.send_frame(self._queue.popleft(), WSMsgType.TEXT)
+                frame = self._queue.popleft()
+                if type(frame) is _Ping:
+                    await self.ws.ping(frame)
+                else:
+                    await self.ws.send_frame(frame, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
             self._queue.clear()
             self.closing = True
@@ -171,6 +222,7 @@ class Hub:
         ice_servers: Callable[[RoomClaims], list[p.IceServer]],
         *,
         node: str | None = None,
+        heartbeat: float = 10.0,
     ) -> None:
         self.pool = pool
         self.relay = relay
@@ -179,18 +231,24 @@ class Hub:
         self.node = node or uuid.uuid4().hex[:12]
         self.rooms: dict[str, Room] = {}
         self.sockets: set[web.WebSocketResponse] = set()  # every open socket, joined or not
-        self._ticker: asyncio.Task[None] | None = None
+        self.heartbeat = heartbeat
+        self.beat = b""  # the payload of this round's pings; a pong must carry it
+        self.closed: dict[str, float] = {}  # rooms closed by a cancellation, and when (monotonic)
+        self._tasks: list[asyncio.Task[None]] = []
         relay.attach(self.on_event)
 
     async def start(self) -> None:
         await self.relay.start()
-        self._ticker = asyncio.create_task(self._tick_forever(), name="signaling-room-clock")
+        self._tasks = [
+            asyncio.create_task(self._tick_forever(), name="signaling-room-clock"),
+            asyncio.create_task(self._beat_forever(), name="signaling-heartbeat"),
+        ]
 
     async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+                await task
         await self.relay.close()
 
     async def close_all(self, code: int = p.CloseCode.GOING_AWAY) -> None:
@@ -205,6 +263,10 @@ class Hub:
     async def join(self, conn: Connection) -> None:
         """Seat a verified connection: admitted (therapist, or a client admitted earlier) or waiting."""
         claims = conn.claims
+        if claims.room in self.closed:  # its booking was cancelled while this connection was admitted
+            conn.send(p.Ended())
+            conn.close(p.CloseCode.ROOM_ENDED)
+            return
         room = self.rooms.get(claims.room)
         if room is None:
             room = self.rooms[claims.room] = Room(claims.room)
@@ -322,6 +384,8 @@ class Hub:
     # --- events from the relay (this node's own included) ------------------------------------
 
     def on_event(self, room_id: str, event: Event) -> None:
+        if isinstance(event, Closed):
+            self.closed[room_id] = time.monotonic()
         room = self.rooms.get(room_id)
         if room is None:
             return
@@ -341,7 +405,7 @@ class Hub:
                     for conn in list(room.local(participant)):
                         conn.close(p.CloseCode.REMOVED, "removed", "The therapist removed you from the room.")
                     self._announce_gone(room, removed)
-            case EndRoom():
+            case EndRoom() | Closed():
                 self._end(room)
             case Deliver(frame=frame, to=to, exclude=exclude):
                 data = bytes(frame)
@@ -426,6 +490,18 @@ class Hub:
             for room in list(self.rooms.values()):
                 for conn in list(room.conns.values()):
                     self._check_clock(room, conn)
+            forget = time.monotonic() - CLOSED_MEMORY_SECONDS
+            for room_id in [r for r, at in self.closed.items() if at < forget]:
+                del self.closed[room_id]
+
+    async def _beat_forever(self) -> None:
+        """Each heartbeat: drop the connections that did not answer the last ping, ping the others."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            self.beat = os.urandom(8)
+            for room in list(self.rooms.values()):
+                for conn in list(room.conns.values()):
+                    conn.heartbeat(self.beat)
 
 
 def _waiting(member: Member) -> p.WaitingParticipant:

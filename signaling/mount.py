@@ -10,6 +10,7 @@ from aiohttp import web
 from broker import ice, room_access
 from broker.clock import CLOCK
 from broker.database import DATABASE_URL, POOL
+from broker.notices import NOTICES
 from broker.settings import SETTINGS, Settings
 from broker.tokens import RoomClaims
 from signaling import echo
@@ -27,6 +28,7 @@ def setup(app: web.Application) -> None:
     """Add /ws, the echo endpoint, the hub (closing every socket on shutdown) and the relay."""
     app[RELAY_MODE] = app[SETTINGS].signaling_relay
     app.router.add_get(room_access.SIGNALING_PATH, websocket)
+    app[NOTICES].hooks.append(room_access.close_cancelled_rooms)
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(close_sockets)
     echo.setup(app)
@@ -36,7 +38,7 @@ def make_relay(app: web.Application, node: str) -> Relay:
     settings = app[SETTINGS]
     mode = app[RELAY_MODE]
     if mode == "local" or (mode == "auto" and not settings.database_url):
-        return LocalRelay()
+        return LocalRelay(app[DATABASE_URL])
     return PostgresRelay(app[DATABASE_URL], node)
 
 
@@ -52,7 +54,14 @@ def ice_builder(settings: Settings) -> Callable[[RoomClaims], list[ice.IceServer
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     node = os.urandom(6).hex()
-    hub = Hub(app[POOL], make_relay(app, node), app[CLOCK].now, ice_builder(settings), node=node)
+    hub = Hub(
+        app[POOL],
+        make_relay(app, node),
+        app[CLOCK].now,
+        ice_builder(settings),
+        node=node,
+        heartbeat=settings.signaling_heartbeat_seconds,
+    )
     await hub.start()
     app[HUB] = hub
     yield

@@ -6,6 +6,10 @@ relays deliver a node's own events synchronously, in publish order, so a single 
 the same whichever relay it runs; the PostgreSQL relay also NOTIFYs the room's channel so other
 nodes hosting the room see the event (and skip the echo of their own).
 
+Both relays also listen on `broker.room_access.ROOMS_CLOSED`, where a cancellation names the
+rooms it closed once it commits, and deliver `Closed` for each: the one channel every node
+hears, whichever relay it runs, because the cancelling request may reach any node (or none).
+
 PostgreSQL caps a NOTIFY payload at 8000 bytes (docs: "NOTIFY", Notes). A `signal` may carry up
 to 64 KiB of SDP, so a larger event is split into base64 chunks sent in one statement: a
 transaction's notifications are delivered together and in order, and the receiver reassembles
@@ -26,6 +30,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
+
+from broker.room_access import ROOMS_CLOSED
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +93,82 @@ class Sync(_Event, tag="sync"):
     """A node began hosting the room: the others announce their participants again."""
 
 
-Event = Present | Gone | Admit | Remove | EndRoom | Deliver | Sync
+class Closed(_Event, tag="closed"):
+    """The booking was cancelled: the room is closed for good (from `ROOMS_CLOSED`, never published)."""
+
+
+Event = Present | Gone | Admit | Remove | EndRoom | Deliver | Sync | Closed
 Listener = Callable[[str, Event], None]
+Callback = Callable[[Any, int, str, str], None]
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 
 
-class Relay(abc.ABC):
-    """Publish room events; receive those of subscribed rooms through the attached listener."""
+class Listening:
+    """A LISTEN connection to PostgreSQL that listens again to all its channels after it was lost."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: asyncpg.Connection | None = None
+        self._channels: dict[str, Callback] = {}
+        self._lock = asyncio.Lock()
+        self._closing = False
+
+    async def start(self) -> None:
+        conn = await asyncpg.connect(self.url)
+        conn.add_termination_listener(self._on_lost)
+        self._conn = conn
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._conn.close(), 2)
+
+    async def listen(self, name: str, callback: Callback) -> None:
+        async with self._lock:
+            if name in self._channels:
+                return
+            self._channels[name] = callback
+            if self._conn is not None and not self._conn.is_closed():
+                await self._conn.add_listener(name, callback)
+
+    async def unlisten(self, name: str) -> None:
+        async with self._lock:
+            callback = self._channels.pop(name, None)
+            if callback is not None and self._conn is not None and not self._conn.is_closed():
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await self._conn.remove_listener(name, callback)
+
+    def _on_lost(self, conn: Any) -> None:
+        if not self._closing:
+            log.warning("signaling relay: LISTEN connection lost; reconnecting")
+            asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.2
+        while not self._closing:
+            try:
+                conn = await asyncpg.connect(self.url)
+            except (OSError, asyncpg.PostgresError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            async with self._lock:
+                conn.add_termination_listener(self._on_lost)
+                for name, callback in self._channels.items():
+                    await conn.add_listener(name, callback)
+                self._conn = conn
+            return
+
+
+class Relay(abc.ABC):
+    """Publish room events; receive those of subscribed rooms, and `Closed`, through the attached listener."""
+
+    def __init__(self, url: str) -> None:
         self._listener: Listener | None = None
+        self._listening = Listening(url)
 
     def attach(self, listener: Listener) -> None:
         self._listener = listener
@@ -106,6 +176,14 @@ class Relay(abc.ABC):
     def _deliver(self, room: str, event: Event) -> None:
         if self._listener is not None:
             self._listener(room, event)
+
+    async def _listen_for_closings(self) -> None:
+        await self._listening.start()
+        await self._listening.listen(ROOMS_CLOSED, self._on_closed)
+
+    def _on_closed(self, conn: Any, pid: int, name: str, payload: str) -> None:
+        for room in payload.split():
+            self._deliver(room, Closed(node=""))
 
     @abc.abstractmethod
     async def start(self) -> None: ...
@@ -126,13 +204,14 @@ class Relay(abc.ABC):
 
 
 class LocalRelay(Relay):
-    """One node: events go straight back to the hub, no copies, no serialisation."""
+    """One node: events go straight back to the hub, no copies, no serialisation (closings still
+    come from PostgreSQL, where the cancelling transaction announces them)."""
 
     async def start(self) -> None:
-        return None
+        await self._listen_for_closings()
 
     async def close(self) -> None:
-        return None
+        await self._listening.close()
 
     async def subscribe(self, room: str) -> None:
         return None
@@ -213,13 +292,11 @@ class PostgresRelay(Relay):
     publisher that sends queued notifications in order, batched into one statement per round trip."""
 
     def __init__(self, url: str, node: str) -> None:
-        super().__init__()
+        super().__init__(url)
         self.url = url
         self.node = node
-        self._listen: asyncpg.Connection | None = None
         self._publish: asyncpg.Connection | None = None
         self._rooms: dict[str, str] = {}  # channel -> room
-        self._lock = asyncio.Lock()
         self._queue: list[tuple[str, str]] = []
         self._wake = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
@@ -228,8 +305,7 @@ class PostgresRelay(Relay):
         self._closing = False
 
     async def start(self) -> None:
-        self._listen = await asyncpg.connect(self.url)
-        self._listen.add_termination_listener(self._on_lost)
+        await self._listen_for_closings()
         self._publish = await asyncpg.connect(self.url)
         self._publisher = asyncio.create_task(self._run_publisher(), name="signaling-relay-publisher")
 
@@ -240,28 +316,20 @@ class PostgresRelay(Relay):
             with contextlib.suppress(asyncio.CancelledError):
                 self._publisher.cancel()
                 await self._publisher
-        for conn in (self._listen, self._publish):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 2)
+        await self._listening.close()
+        if self._publish is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._publish.close(), 2)
 
     async def subscribe(self, room: str) -> None:
         name = channel(room)
-        async with self._lock:
-            if name in self._rooms:
-                return
-            self._rooms[name] = room
-            if self._listen is not None and not self._listen.is_closed():
-                await self._listen.add_listener(name, self._on_notify)
+        self._rooms[name] = room
+        await self._listening.listen(name, self._on_notify)
 
     async def unsubscribe(self, room: str) -> None:
         name = channel(room)
-        async with self._lock:
-            if self._rooms.pop(name, None) is None:
-                return
-            if self._listen is not None and not self._listen.is_closed():
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                    await self._listen.remove_listener(name, self._on_notify)
+        if self._rooms.pop(name, None) is not None:
+            await self._listening.unlisten(name)
 
     def publish(self, room: str, event: Event) -> None:
         self._deliver(room, event)
@@ -302,24 +370,3 @@ class PostgresRelay(Relay):
             log.warning("signaling relay: dropped an unreadable event on %s", name)
             return
         self._deliver(room, event)
-
-    def _on_lost(self, conn: Any) -> None:
-        if not self._closing:
-            log.warning("signaling relay: LISTEN connection lost; reconnecting")
-            asyncio.get_running_loop().create_task(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        delay = 0.2
-        while not self._closing:
-            try:
-                conn = await asyncpg.connect(self.url)
-            except (OSError, asyncpg.PostgresError):
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            async with self._lock:
-                conn.add_termination_listener(self._on_lost)
-                for name in self._rooms:
-                    await conn.add_listener(name, self._on_notify)
-                self._listen = conn
-            return

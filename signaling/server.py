@@ -1,19 +1,22 @@
 """GET /ws: the signaling WebSocket. Origin check before the upgrade, `join` within 5 s, then the room.
 
 Limits (docs/signaling.md, "Limits"): frames of at most 64 KiB, JSON text only, a token bucket of
-50 messages a second with bursts of 100 per connection, a heartbeat every 10 s (a peer that
-stops answering is closed within 15 s), and a bounded outgoing queue per connection.
+50 messages a second with bursts of 100 per connection, a bounded outgoing queue per connection,
+and a heartbeat (`TELEROOM_SIGNALING_HEARTBEAT_SECONDS`): the hub pings every joined connection
+and drops one that has not answered by the next ping. aiohttp's own heartbeat is off: it took any
+frame received as an answer, so a client that kept sending but never read stayed forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from broker import attendance, tokens
+from broker import room_access, tokens
 from broker.clock import CLOCK
 from broker.database import POOL
 from broker.errors import Forbidden
@@ -28,7 +31,6 @@ log = logging.getLogger(__name__)
 HUB = web.AppKey("signaling_hub", Hub)
 
 JOIN_TIMEOUT_SECONDS = 5.0
-HEARTBEAT_SECONDS = 10.0
 RATE_PER_SECOND = 50.0
 RATE_BURST = 100.0
 # aiohttp refuses frames over this without reading them; frames between the protocol limit and
@@ -84,9 +86,7 @@ def check_origin(request: web.Request) -> None:
 async def websocket(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     room = query_param(request, "room", required=True)
-    ws = SignalingSocket(
-        heartbeat=HEARTBEAT_SECONDS, max_msg_size=READER_LIMIT, compress=False, autoclose=True, autoping=True
-    )
+    ws = SignalingSocket(heartbeat=None, max_msg_size=READER_LIMIT, compress=False, autoclose=True, autoping=False)
     if not ws.can_prepare(request).ok:
         raise HttpProblem(426, "websocket_required", "Connect with a WebSocket upgrade.")
     hub = request.app[HUB]
@@ -117,7 +117,12 @@ async def _refuse(ws: web.WebSocketResponse, code: p.CloseCode, reason: str, mes
 async def _handshake(request: web.Request, ws: web.WebSocketResponse, room: str) -> Connection | None:
     """Wait for `join`, check and use up its token. None when the socket was refused and closed."""
     try:
-        msg = await ws.receive(timeout=JOIN_TIMEOUT_SECONDS)
+        async with asyncio.timeout(JOIN_TIMEOUT_SECONDS):
+            msg = await ws.receive()
+            while msg.type in (WSMsgType.PING, WSMsgType.PONG):  # autoping is off (see the module doc)
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                msg = await ws.receive()
     except TimeoutError:
         await _refuse(ws, p.CloseCode.JOIN_TIMEOUT, "join_timeout", "Send `join` within 5 seconds.")
         return None
@@ -131,19 +136,17 @@ async def _handshake(request: web.Request, ws: web.WebSocketResponse, room: str)
     pool = app[POOL]
     keys = app.get(tokens.KEYRING)
     try:
-        claims = await tokens.verify_room_token(
-            pool, app[SETTINGS], message.token, app[CLOCK].now(), room=room, keys=keys
-        )
-        await tokens.consume_jti(pool, claims)
+        claims = await room_access.enter(pool, app[SETTINGS], message.token, app[CLOCK].now(), room=room, keys=keys)
     except tokens.TokenRejected as rejected:
         await _refuse(ws, p.CloseCode.TOKEN_REJECTED, rejected.code, rejected.detail)
         return None
-    if claims.role == "client" and await attendance.room_ended_at(pool, claims.booking_id):
-        # A token fetched just before the therapist pressed End: the session is over for the client.
+    except room_access.RoomClosed:
+        # A token fetched just before the booking was cancelled, or (a client's) before the therapist
+        # pressed End: the room is over for its holder.
         await ws.send_frame(p.encode(p.Ended()), WSMsgType.TEXT)
         await ws.close(code=p.CloseCode.ROOM_ENDED)
         return None
-    return Connection(ws, claims, message.location)
+    return Connection(ws, claims, message.location, request.transport)
 
 
 async def _decode(ws: web.WebSocketResponse, msg: WSMessage) -> p.ClientMessage | None:
@@ -164,6 +167,14 @@ async def _serve(hub: Hub, ws: web.WebSocketResponse, conn: Connection) -> None:
     async for msg in ws:
         if conn.closing:
             break
+        if msg.type == WSMsgType.PONG:
+            if msg.data == hub.beat:  # an answer to this round's ping, not an unsolicited pong
+                conn.answered()
+            continue
+        if msg.type == WSMsgType.PING:
+            with contextlib.suppress(ConnectionError):
+                await ws.pong(msg.data)
+            continue
         if not bucket.take():
             conn.close(p.CloseCode.RATE_LIMITED, "rate_limited", "Too many messages; slow down.")
             break
