@@ -48,7 +48,7 @@ class CloseCode(enum.IntEnum):
     REMOVED = 4403  # the therapist removed this participant
     JOIN_TIMEOUT = 4408  # no `join` within 5 seconds of the upgrade
     REPLACED = 4409  # the same participant connected again; the newer connection wins
-    ROOM_ENDED = 4410  # the room closed: the join window is over, or the therapist ended it
+    ROOM_ENDED = 4410  # the room closed: the join window is over, the therapist ended it, or the booking was cancelled
     TOO_LARGE = 4413  # a frame over 64 KiB
     BINARY_FRAME = 4415  # a binary frame; the protocol is JSON text only
     UNKNOWN_TYPE = 4422  # JSON with a `type` the protocol does not define
