@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import psutil  # type: ignore[import-untyped]
 import pytest
 from aiohttp.test_utils import TestServer
@@ -73,8 +74,19 @@ def frozen(pgdata: Path) -> Iterator[None]:
 
 
 def kill_postmaster(pgdata: Path) -> int:
+    """SIGKILL the postmaster and wait (bounded) until it is gone or a zombie: on a loaded machine a
+    process in uninterruptible I/O dies late, and a restart before that takes it for running."""
     pid = postmaster_pid(pgdata)
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        assert time.monotonic() < deadline, "the killed postmaster did not go away"
+        time.sleep(0.05)
     return pid
 
 
@@ -267,8 +279,10 @@ async def restart(server: database.EmbeddedPostgres) -> None:
     while True:
         try:
             await asyncio.to_thread(server.restart)
+            conn = await asyncpg.connect(server._server.get_uri(), timeout=5)
+            await conn.close()
             return
-        except subprocess.CalledProcessError:
+        except (subprocess.CalledProcessError, OSError, asyncpg.PostgresError, TimeoutError):
             assert time.monotonic() < deadline, "the database did not start again"
             await asyncio.sleep(0.5)
 
