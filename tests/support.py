@@ -47,7 +47,13 @@ class Api:
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
         async with self.session.request(method, self.base + path, json=json, headers=hdrs) as resp:
-            if resp.content_type in ("application/json", "application/problem+json"):
+            if resp.content_type == "application/problem+json":
+                problem = await resp.json(content_type=None)
+                # Every problem the suite meets: RFC 9457 "about:blank" with its status, the kind in `code`.
+                assert problem["type"] == "about:blank" and problem["status"] == resp.status, problem
+                assert problem["code"] and problem["title"], problem
+                return resp.status, problem
+            if resp.content_type == "application/json":
                 return resp.status, await resp.json(content_type=None)
             return resp.status, await resp.text()
 

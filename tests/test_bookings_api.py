@@ -358,6 +358,15 @@ async def test_health_readiness_and_unknown_routes(api: Api, http: aiohttp.Clien
     assert (status, body["code"]) == (405, "method_not_allowed")
 
 
+async def test_problem_type_is_about_blank_and_title_the_status_phrase(api: Api) -> None:
+    """RFC 9457 4.2.1: no problem type URI on a domain we would have to keep serving; `code` says what it was."""
+    status, body = await api.call("GET", "/api/v1/nothing-here")
+    assert status == 404
+    assert body["type"] == "about:blank" and body["title"] == "Not Found" and body["code"] == "not_found", body
+    status, body = await api.call("POST", "/api/v1/therapists", token="trm_wrong", json={})
+    assert body["type"] == "about:blank" and body["title"] == "Unauthorized" and body["status"] == status == 401, body
+
+
 @pytest.fixture
 async def strict_api(settings: Settings, clock: Clock, http: aiohttp.ClientSession) -> AsyncIterator[Api]:
     """The service with a small booking limit, behind a trusted proxy on loopback."""

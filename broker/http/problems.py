@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import traceback
 import uuid
@@ -33,21 +34,22 @@ STATUS: dict[type[errors.TeleroomError], int] = {
     errors.Unavailable: 503,
 }
 
+# RFC 9457 section 4.2.1: with the type "about:blank" the title is the status's reason phrase (RFC 9110).
 TITLES = {
-    400: "Bad request",
-    401: "Authentication required",
+    400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
+    404: "Not Found",
+    405: "Method Not Allowed",
     409: "Conflict",
     410: "Gone",
-    413: "Request body too large",
-    415: "Unsupported media type",
-    422: "Invalid input",
-    426: "Upgrade required",
-    429: "Too many requests",
-    500: "Internal server error",
-    503: "Service unavailable",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    426: "Upgrade Required",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
@@ -68,11 +70,20 @@ def status_of(error: errors.TeleroomError) -> int:
     return 400
 
 
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def problem_body(error: errors.TeleroomError) -> dict[str, Any]:
+    """The problem document: `type` is "about:blank" (no URI we would have to keep resolving); the stable
+    machine-readable kind of the error is the `code` member."""
     status = status_of(error)
     return {
-        "type": f"https://teleroom.dev/problems/{error.code}",
-        "title": TITLES.get(status, "Error"),
+        "type": "about:blank",
+        "title": TITLES.get(status) or _phrase(status),
         "status": status,
         "detail": error.detail,
         "code": error.code,
