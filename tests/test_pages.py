@@ -76,3 +76,20 @@ async def test_booking_page_escapes_the_therapist_name(api: Api, http: aiohttp.C
     assert status == 200
     assert "<script>alert(1)" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Dr Evil" in body
+
+
+async def test_api_reference_page_is_served_under_the_csp_with_no_inline_script(
+    http: aiohttp.ClientSession, base_url: str
+) -> None:
+    status, headers, body = await page(http, f"{base_url}/api")
+    assert status == 200
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";")[0]
+    tags = re.findall(r"<script\b[^>]*>", body)
+    assert tags == ['<script type="module" src="/static/api-reference.js">'], tags
+    assert "<style" not in body and " style=" not in body
+    assert 'href="/api/v1/openapi.json"' in body
+    # Everything it links or loads comes from the instance itself (no CDN).
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', body), body
+    async with http.get(f"{base_url}/static/api-reference.js") as resp:
+        assert resp.status == 200 and 'fetch("/api/v1/openapi.json"' in await resp.text()

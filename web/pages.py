@@ -80,6 +80,11 @@ async def device_test(request: web.Request) -> web.Response:
     return render(request, "test.html", media=True)
 
 
+async def api_reference(request: web.Request) -> web.Response:
+    """The OpenAPI document as a readable page; api-reference.js fetches /api/v1/openapi.json and renders it."""
+    return render(request, "api.html")
+
+
 def add_routes(app: web.Application) -> None:
     """The page routes. Pages are GET only; every change goes through the JSON API."""
     app.router.add_get("/", home, name="home")
@@ -88,3 +93,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/join/{id}", join, name="join")
     app.router.add_get("/room/{id}", room, name="room")
     app.router.add_get("/test", device_test, name="device-test")
+    app.router.add_get("/api", api_reference, name="api-reference")
