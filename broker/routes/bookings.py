@@ -36,6 +36,13 @@ BOOKING_LIMIT = web.AppKey("booking_limit", SlidingWindow)
 MAX_LIST_DAYS = 400
 
 
+def count_attempt(request: web.Request) -> None:
+    """One more booking attempt (single or series) from the caller's address; 429 beyond the limit."""
+    request.app[BOOKING_LIMIT].require(
+        client_address(request), "Too many booking attempts from this address; please try again later."
+    )
+
+
 @routes.route(
     "POST",
     "/api/v1/therapists/{slug}/bookings",
@@ -48,9 +55,7 @@ MAX_LIST_DAYS = 400
 )
 async def create_booking(request: web.Request, call: Call) -> web.Response:
     app = request.app
-    app[BOOKING_LIMIT].require(
-        client_address(request), "Too many booking attempts from this address; please try again later."
-    )
+    count_attempt(request)
     body = await read_json(request, schemas.BookingIn)
     assert body is not None
     origin = app[SETTINGS].origin

@@ -25,10 +25,9 @@ from broker.http.endpoints import (
     read_json,
     respond,
 )
-from broker.http.ratelimit import client_address
 from broker.idempotency import Replay
 from broker.notices import NOTICES
-from broker.routes.bookings import BOOKING_LIMIT
+from broker.routes.bookings import count_attempt
 from broker.settings import SETTINGS
 
 routes = ApiRoutes("series")
@@ -105,9 +104,7 @@ def _answers(
 )
 async def create_series(request: web.Request, call: Call) -> web.Response:
     app = request.app
-    app[BOOKING_LIMIT].require(
-        client_address(request), "Too many booking attempts from this address; please try again later."
-    )
+    count_attempt(request)
     body = await read_json(request, schemas.SeriesIn)
     assert body is not None
     answer, refusal = _answers(request)
