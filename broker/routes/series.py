@@ -92,6 +92,12 @@ def _answers(
     return answer, problems.problem_json
 
 
+def _created(request: web.Request, outcome: tuple[series.NewSeries, bytes] | Replay) -> web.Response:
+    if not isinstance(outcome, Replay):
+        request.app.logger.info("series %s created with %d sessions", outcome[0].id, len(outcome[0].booked))
+    return created(outcome)
+
+
 @routes.route(
     "POST",
     "/api/v1/therapists/{slug}/series",
@@ -121,9 +127,7 @@ async def create_series(request: web.Request, call: Call) -> web.Response:
         refusal=refusal,
         notices=app[NOTICES],
     )
-    if not isinstance(outcome, Replay):
-        request.app.logger.info("series %s created with %d sessions", outcome[0].id, len(outcome[0].booked))
-    return created(outcome)
+    return _created(request, outcome)
 
 
 @routes.route(
@@ -180,9 +184,7 @@ async def create_client_series(request: web.Request, call: Call) -> web.Response
         refusal=refusal,
         notices=app[NOTICES],
     )
-    if not isinstance(outcome, Replay):
-        request.app.logger.info("series %s created with %d sessions", outcome[0].id, len(outcome[0].booked))
-    return created(outcome)
+    return _created(request, outcome)
 
 
 @routes.route(
