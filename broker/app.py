@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler as RequestHandler
 
-from broker import admin_tokens, database
+from broker import admin_tokens, database, outbox, sealing
 from broker.bookings import BUSY_SOURCES
 from broker.clock import CLOCK, Clock
 from broker.database import DATABASE_URL, POOL
@@ -136,7 +136,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[BUSY_SOURCES] = []
     app[NOTICES] = Notices()
     app[API_ROUTES] = []
+    app[sealing.SEALER] = sealing.load(settings)
     app.cleanup_ctx.append(database_ctx)
+    outbox.setup(app)  # the delivery worker; each channel's part adds its sender below
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

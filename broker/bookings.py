@@ -344,7 +344,7 @@ async def book(
         await lock_times(conn, therapist.id)
         await check_offered(conn, therapist.id, therapist.timezone, session_type, body.start, now, sources=sources)
         booking = await _insert(conn, therapist, session_type, body)  # a savepoint: a loss leaves conn usable
-        await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client"))
+        await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client", secret=booking.key))
         return booking, answer(booking)
 
     request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()

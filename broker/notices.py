@@ -37,6 +37,13 @@ class Notice(msgspec.Struct, frozen=True):
     booking_ids: tuple[uuid.UUID, ...]
     by: PrincipalKind
     series_id: uuid.UUID | None = None
+    # The key the client was handed by this very change (a new booking's or series' key), for the
+    # messages that must carry the client's link; a hook seals it before storing it, and it is
+    # never logged. None for every other change.
+    secret: str | None = msgspec.field(default=None)
+
+    def __repr__(self) -> str:  # a notice may be logged; its secret never is
+        return f"Notice({self.kind!r}, therapist={self.therapist_id}, bookings={len(self.booking_ids)})"
 
 
 NoticeHook = Callable[[asyncpg.Connection, Notice], Awaitable[None]]

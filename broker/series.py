@@ -332,7 +332,9 @@ async def book(
         async with conn.transaction():  # a savepoint: a refused series leaves no row behind
             made = await _create(conn, therapist, session_type, request, client, actor, now, sources, waive_limits)
         booked_ids = tuple(made.booked[i] for i in sorted(made.booked))
-        await notices.due(conn, Notice("series.created", therapist.id, booked_ids, by=actor.kind, series_id=made.id))
+        await notices.due(
+            conn, Notice("series.created", therapist.id, booked_ids, by=actor.kind, series_id=made.id, secret=made.key)
+        )
         return made, answer(made)
 
     request_hash = hashlib.sha256(b"series\0" + msgspec.json.encode((_hashable(request), client))).digest()

@@ -87,6 +87,17 @@ class OptionalText(Parser[str | None]):
 
 
 @dataclasses.dataclass(frozen=True)
+class OptionalFile(Parser[Path | None]):
+    """The path of a file holding a secret; absent is None (the default applies)."""
+
+    def convert(self, raw: str) -> Path | None:
+        return Path(raw) if raw else None
+
+    def allowed(self) -> str:
+        return "path of a file"
+
+
+@dataclasses.dataclass(frozen=True)
 class Origin(Parser[str]):
     """A web origin: scheme and host (and port), no path."""
 
@@ -445,6 +456,53 @@ class Settings:
         details="flood control on the public booking endpoint: attempts per client address per hour, counted "
         "per node in memory (429 `rate_limited` with `Retry-After` beyond it); `0` turns it off. Set "
         "`TELEROOM_TRUSTED_PROXIES` behind a proxy, or every client shares the proxy's address.",
+    )
+    smtp_url: str | None = setting(
+        "TELEROOM_SMTP_URL",
+        OptionalText("`smtp://[user[:password]@]host[:port]` (STARTTLS) or `smtps://…` (TLS)"),
+        None,
+        shown_default="unset: `.eml` files",
+        summary="where email goes; unset writes each message as a `.eml` file under the data dir",
+        details="the SMTP server email is sent through: `smtp://` upgrades with STARTTLS (port 587 unless "
+        "given), `smtps://` is TLS from the start (port 465); credentials may be in the URL "
+        "(percent-encoded) or the password in `TELEROOM_SMTP_PASSWORD_FILE`. Unset (the `make run` "
+        "trial): every message is written as a `.eml` file under `<data dir>/mail/` and the log says "
+        "where; nothing is dropped.",
+    )
+    smtp_password_file: Path | None = setting(
+        "TELEROOM_SMTP_PASSWORD_FILE",
+        OptionalFile(),
+        None,
+        summary="file holding the SMTP password (instead of putting it in the URL)",
+        details="a file whose first line is the SMTP password, for secrets mounted as files (Kubernetes, "
+        "Compose); it wins over a password in `TELEROOM_SMTP_URL`.",
+    )
+    mail_from: str = setting(
+        "TELEROOM_MAIL_FROM",
+        Text("`Name <address>` or an address"),
+        "Appointments <appointments@localhost>",
+        summary="the sender of every email (keep the name neutral)",
+        details="the `From` of every email. Keep the display name neutral (it is shown in a client's "
+        "inbox): no practice specialty, nothing that says therapy.",
+    )
+    seal_key_file: Path | None = setting(
+        "TELEROOM_SEAL_KEY_FILE",
+        OptionalFile(),
+        None,
+        shown_default="`<data dir>/seal-key`, generated",
+        summary="key that seals secrets the service must use again (webhook secrets, links in queued email)",
+        details="a file holding the 32-byte key (base64) that seals, with AES-GCM, the secrets Teleroom "
+        "must use again: webhook signing secrets and the links queued emails carry. Unset: generated "
+        "on first start into `<data dir>/seal-key` (mode 0600). Every node of a cluster needs the same "
+        "key; keep it out of database backups.",
+    )
+    outbox_poll_seconds: int = setting(
+        "TELEROOM_OUTBOX_POLL_SECONDS",
+        Integer(1, 300),
+        1,
+        summary="how often each node looks for due emails and webhooks",
+        details="how often each node's delivery worker looks for due messages in the outbox (emails, "
+        "webhooks, reminders). Every node delivers; a row is claimed by one at a time.",
     )
     log_level: str = setting(
         "TELEROOM_LOG_LEVEL",
