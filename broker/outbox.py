@@ -67,7 +67,9 @@ FROM (
     ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED
 ) due
 WHERE o.id = due.id
-RETURNING o.*
+RETURNING o.id, o.channel, o.kind, o.recipient, o.therapist_id, o.booking_id, o.series_id, o.endpoint_id,
+          o.payload::text AS payload, o.sealed, o.state, o.due_at, o.created_at, o.attempts, o.lease_until,
+          o.last_attempt_at, o.last_status, o.last_error, o.delivered_at
 """
 MARK_DELIVERED = """
 UPDATE outbox o SET state = 'delivered', delivered_at = $2, lease_until = NULL, last_error = NULL,
@@ -92,15 +94,25 @@ UPDATE outbox SET state = 'pending', due_at = $2, lease_until = NULL, created_at
 WHERE id = $1 AND state IN ('delivered', 'failed')
 RETURNING id
 """
-SELECT_MESSAGE = "SELECT * FROM outbox WHERE id = $1"
+SELECT_MESSAGE = """
+SELECT id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoint_id, payload::text AS payload, sealed,
+       state, due_at, created_at, attempts, lease_until, last_attempt_at, last_status, last_error, delivered_at
+FROM outbox WHERE id = $1
+"""
 SELECT_FAILED = """
-SELECT * FROM outbox WHERE therapist_id = $1 AND state = 'failed' ORDER BY created_at DESC LIMIT $2
+SELECT id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoint_id, payload::text AS payload, sealed,
+       state, due_at, created_at, attempts, lease_until, last_attempt_at, last_status, last_error, delivered_at
+FROM outbox WHERE therapist_id = $1 AND state = 'failed' ORDER BY created_at DESC LIMIT $2
 """
 SELECT_FOR_ENDPOINT = """
-SELECT * FROM outbox WHERE endpoint_id = $1 ORDER BY created_at DESC, id LIMIT $2
+SELECT id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoint_id, payload::text AS payload, sealed,
+       state, due_at, created_at, attempts, lease_until, last_attempt_at, last_status, last_error, delivered_at
+FROM outbox WHERE endpoint_id = $1 ORDER BY created_at DESC, id LIMIT $2
 """
 SELECT_FOR_BOOKING = """
-SELECT * FROM outbox WHERE booking_id = $1 ORDER BY due_at, id
+SELECT id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoint_id, payload::text AS payload, sealed,
+       state, due_at, created_at, attempts, lease_until, last_attempt_at, last_status, last_error, delivered_at
+FROM outbox WHERE booking_id = $1 ORDER BY due_at, id
 """
 SELECT_QUEUE = """
 SELECT count(*) AS depth, min(due_at) AS oldest_due FROM outbox WHERE state = 'pending' AND due_at <= $1
@@ -134,7 +146,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     booking_id: uuid.UUID | None
     series_id: uuid.UUID | None
     endpoint_id: uuid.UUID | None
-    payload: dict[str, Any]
+    payload: str  # the stored JSON text (a webhook sends exactly these bytes); `data()` decodes it
     sealed: bytes | None
     state: State
     due_at: dt.datetime
@@ -145,6 +157,10 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     last_status: int | None
     last_error: str | None
     delivered_at: dt.datetime | None
+
+    def data(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = msgspec.json.decode(self.payload)
+        return decoded
 
     def __repr__(self) -> str:  # never the sealed secret, never the payload
         return f"Message({self.id}, {self.channel}, {self.kind}, {self.state})"
