@@ -47,7 +47,8 @@ State = Literal["pending", "delivered", "failed", "withdrawn"]
 
 CLAIM_BATCH = 64
 CONCURRENCY = 16  # messages one node sends at once
-LEASE = dt.timedelta(minutes=2)  # longer than any sender's own timeout
+LEASE = dt.timedelta(minutes=2)  # the default of TELEROOM_OUTBOX_LEASE_SECONDS
+SHUTDOWN_GRACE_SECONDS = 5.0
 GIVE_UP_AFTER = dt.timedelta(days=3)
 FIRST_RETRY = dt.timedelta(seconds=30)
 LONGEST_RETRY = dt.timedelta(hours=6)
@@ -272,9 +273,11 @@ def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
     return wait
 
 
-async def claim(pool: Executor, now: dt.datetime, limit: int = CLAIM_BATCH) -> list[Message]:
+async def claim(
+    pool: Executor, now: dt.datetime, limit: int = CLAIM_BATCH, lease: dt.timedelta = LEASE
+) -> list[Message]:
     """Lease due messages to this node (each row to one node at a time). Counts the attempt."""
-    return [record_to(Message, r) for r in await pool.fetch(CLAIM_DUE, now, now + LEASE, limit)]
+    return [record_to(Message, r) for r in await pool.fetch(CLAIM_DUE, now, now + lease, limit)]
 
 
 async def record(
@@ -316,38 +319,88 @@ async def _attempt(sender: Sender | None, message: Message, gate: asyncio.Semaph
             return Outcome(False, error=type(exc).__name__)
 
 
-async def deliver_due(app: web.Application, rng: random.Random, gate: asyncio.Semaphore) -> int:
-    """Claim one batch of due messages, send them, record the outcomes. Returns how many."""
-    now = app[CLOCK].now()
-    claimed = await claim(app[POOL], now)
-    if not claimed:
-        return 0
-    senders = app[SENDERS]
-    results = await asyncio.gather(*(_attempt(senders.get(m.channel), m, gate) for m in claimed))
-    await record(app[POOL], list(zip(claimed, results, strict=True)), app[CLOCK].now(), rng)
-    return len(claimed)
+class _Recorder:
+    """Writes outcomes as they arrive, many in one statement when they arrive together.
+
+    A message is recorded moments after the receiver accepted it (that gap is the only window in
+    which a node's death can cause a duplicate), and under load the writes batch themselves."""
+
+    def __init__(self, app: web.Application, rng: random.Random) -> None:
+        self.app = app
+        self.rng = rng
+        self.queue: list[tuple[Message, Outcome, asyncio.Future[None]]] = []
+        self.ready = asyncio.Event()
+
+    async def add(self, message: Message, outcome: Outcome) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self.queue.append((message, outcome, done))
+        self.ready.set()
+        await done
+
+    async def flush(self) -> None:
+        batch, self.queue = self.queue, []
+        if not batch:
+            return
+        try:
+            await record(self.app[POOL], [(m, o) for m, o, _ in batch], self.app[CLOCK].now(), self.rng)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # Not recorded: the rows stay leased and are tried again when the lease runs out.
+            log.warning("outbox worker: could not record %d outcomes; they will be retried", len(batch))
+        for _, _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    async def run(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            await self.flush()
 
 
 async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One delivery worker per node (per process): drains due messages, then waits for the next
-    poll or a wake-up. Closes the senders on the way out."""
+    """One delivery worker per node (per process). It keeps up to 2 × CONCURRENCY messages in hand
+    (claimed, leased), sends CONCURRENCY at a time, records each outcome as it comes, and claims
+    more as slots free up; when nothing is due it waits for the next poll or a wake-up. On
+    shutdown it stops claiming, lets sends in flight finish for a few seconds, records them, and
+    closes the senders; whatever was cut short comes back to some node when its lease runs out."""
+    settings = app[SETTINGS]
     wake = app[WAKE]
-    poll = float(app[SETTINGS].outbox_poll_seconds)
+    poll = float(settings.outbox_poll_seconds)
+    lease = dt.timedelta(seconds=settings.outbox_lease_seconds)
     rng = random.Random()  # noqa: S311  # jitter, not a secret
     gate = asyncio.Semaphore(CONCURRENCY)
+    recorder = _Recorder(app, rng)
+    inflight: set[asyncio.Task[None]] = set()
+    room = 2 * CONCURRENCY
+
+    async def deliver(message: Message) -> None:
+        outcome = await _attempt(app[SENDERS].get(message.channel), message, gate)
+        await recorder.add(message, outcome)
 
     async def run() -> None:
         while True:
-            try:
-                while await deliver_due(app, rng, gate) == CLAIM_BATCH:
-                    pass
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                log.warning("outbox worker: database unavailable, retrying")
+            wanted = min(CLAIM_BATCH, room - len(inflight))
+            claimed: list[Message] = []
+            if wanted > 0:
+                try:
+                    claimed = await claim(app[POOL], app[CLOCK].now(), wanted, lease)
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    log.warning("outbox worker: database unavailable, retrying")
+            for message in claimed:
+                task = asyncio.create_task(deliver(message), name=f"outbox-{message.id}")
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            if claimed and len(claimed) == wanted:
+                continue  # more may be due: claim again while there is room
+            if len(inflight) >= room:
+                await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll):
                     await wake.wait()
 
+    recording = asyncio.create_task(recorder.run(), name="outbox-recorder")
     task = asyncio.create_task(run(), name="outbox-worker")
     try:
         yield
@@ -355,8 +408,34 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if inflight:
+            _, cut = await asyncio.wait(set(inflight), timeout=SHUTDOWN_GRACE_SECONDS)
+            for pending in cut:
+                pending.cancel()
+            await asyncio.gather(*cut, return_exceptions=True)
+        recording.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recording
+        await recorder.flush()
         for sender in app[SENDERS].values():
             await sender.close()
+
+
+async def deliver_due(app: web.Application, now: dt.datetime | None = None) -> int:
+    """Claim every message due now and deliver it, in this task (the CLI's `outbox deliver` and
+    tests that want delivery without waiting for a poll). Returns how many were attempted."""
+    rng = random.Random()  # noqa: S311  # jitter, not a secret
+    gate = asyncio.Semaphore(CONCURRENCY)
+    lease = dt.timedelta(seconds=app[SETTINGS].outbox_lease_seconds)
+    total = 0
+    while True:
+        claimed = await claim(app[POOL], now or app[CLOCK].now(), CLAIM_BATCH, lease)
+        if not claimed:
+            return total
+        senders = app[SENDERS]
+        results = await asyncio.gather(*(_attempt(senders.get(m.channel), m, gate) for m in claimed))
+        await record(app[POOL], list(zip(claimed, results, strict=True)), app[CLOCK].now(), rng)
+        total += len(claimed)
 
 
 def setup(app: web.Application) -> None:

@@ -504,6 +504,15 @@ class Settings:
         details="how often each node's delivery worker looks for due messages in the outbox (emails, "
         "webhooks, reminders). Every node delivers; a row is claimed by one at a time.",
     )
+    outbox_lease_seconds: int = setting(
+        "TELEROOM_OUTBOX_LEASE_SECONDS",
+        Integer(10, 3600),
+        120,
+        summary="how long a node holds a claimed message before another node may send it",
+        details="how long a node holds a message it claimed. A node that dies mid-send leaves its "
+        "messages claimed; after this long another node sends them. Keep it above the senders' "
+        "timeouts (SMTP 30 s, webhooks 10 s) so a slow send is never duplicated by a live node.",
+    )
     log_level: str = setting(
         "TELEROOM_LOG_LEVEL",
         Choice(("DEBUG", "INFO", "WARNING", "ERROR"), case=str.upper),
