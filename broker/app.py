@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler as RequestHandler
 
-from broker import admin_tokens, database, outbox, sealing
+from broker import admin_tokens, database, logs, metrics, outbox, sealing
 from broker.bookings import BUSY_SOURCES
 from broker.clock import CLOCK, Clock
 from broker.database import DATABASE_URL, POOL
@@ -127,7 +127,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     """Build the application. Resources (database, background tasks) start in cleanup contexts."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[problems.middleware, security_headers_middleware],
+        middlewares=[logs.request_id_middleware, metrics.middleware, problems.middleware, security_headers_middleware],
         logger=log,
     )
     app[SETTINGS] = settings
@@ -139,6 +139,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[sealing.SEALER] = sealing.load(settings)
     app.cleanup_ctx.append(database_ctx)
     outbox.setup(app)  # the delivery worker; each channel's part adds its sender below
+    metrics.setup(app)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

