@@ -276,7 +276,13 @@ async def _insert(
         async with conn.transaction():  # a savepoint when nested: a losing insert leaves the caller usable
             c = body.client
             client = await clients.match_or_create(
-                conn, therapist.id, name=c.name, email=c.email, phone=c.phone, location=c.location
+                conn,
+                therapist.id,
+                name=c.name,
+                email=c.email,
+                phone=c.phone,
+                location=c.location,
+                confidential=body.confidential_messages,
             )
             await conn.execute(
                 INSERT_BOOKING,

@@ -25,12 +25,19 @@ from broker.principals import PUBLIC_CLIENT, Principal
 # one's whole transaction (bench/booking.py lost half its rate to it); the booking's foreign key
 # takes a KEY SHARE lock, which other bookings of the client share.
 CREATE_CLIENT = """
-INSERT INTO clients (id, therapist_id, name, email, phone, location)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO clients (id, therapist_id, name, email, phone, location, confidential_messages)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (therapist_id, lower(email)) DO NOTHING
 RETURNING *
 """
 SELECT_BY_EMAIL = "SELECT * FROM clients WHERE therapist_id = $1 AND lower(email) = lower($2)"
+# A client asking for confidential messages is heard on any booking; only the therapist turns it off.
+ASK_CONFIDENTIAL = """
+UPDATE clients SET confidential_messages = true, updated_at = now() WHERE id = $1 AND NOT confidential_messages
+RETURNING *
+"""
+SELECT_OF_BOOKING = "SELECT c.* FROM clients c JOIN bookings b ON b.client_id = c.id WHERE b.id = $1"
+SELECT_OF_SERIES = "SELECT c.* FROM clients c JOIN series s ON s.client_id = c.id WHERE s.id = $1"
 # Only what the record lacks; the WHERE makes a concurrent fill (or a therapist's edit) win.
 FILL_EMPTY = """
 UPDATE clients SET phone = COALESCE(phone, $2), location = COALESCE(location, $3), updated_at = now()
@@ -51,6 +58,8 @@ class Client(msgspec.Struct, frozen=True):
     notes: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    # Emails only say "you have an appointment" with the link (broker/mail).
+    confidential_messages: bool = False
 
 
 async def match_or_create(
@@ -62,13 +71,14 @@ async def match_or_create(
     phone: str | None,
     location: str | None,
     actor: Principal = PUBLIC_CLIENT,
+    confidential: bool = False,
 ) -> Client:
     """The therapist's client with this email (any case), created if there is none.
 
     An existing record keeps its name, email and notes; only an empty phone or location is filled
     from the booking. Run it in the booking's transaction, so a booking that loses its slot leaves
     no new client behind. A new record is audited as `client.created` by `actor`."""
-    row = await conn.fetchrow(CREATE_CLIENT, uuid.uuid4(), therapist_id, name, email, phone, location)
+    row = await conn.fetchrow(CREATE_CLIENT, uuid.uuid4(), therapist_id, name, email, phone, location, confidential)
     if row is not None:
         client = record_to(Client, row)
         await audit.record(conn, actor, "client.created", therapist_id=therapist_id, client_id=client.id)
@@ -80,7 +90,22 @@ async def match_or_create(
         filled = await conn.fetchrow(FILL_EMPTY, client.id, phone, location)
         if filled is not None:
             client = record_to(Client, filled)
+    if confidential and not client.confidential_messages:
+        asked = await conn.fetchrow(ASK_CONFIDENTIAL, client.id)
+        if asked is not None:
+            client = record_to(Client, asked)
     return client
+
+
+async def of_booking(conn: Executor, booking_id: uuid.UUID) -> Client | None:
+    """The client record a booking points at (None for a booking made before client records)."""
+    row = await conn.fetchrow(SELECT_OF_BOOKING, booking_id)
+    return None if row is None else record_to(Client, row)
+
+
+async def of_series(conn: Executor, series_id: uuid.UUID) -> Client | None:
+    row = await conn.fetchrow(SELECT_OF_SERIES, series_id)
+    return None if row is None else record_to(Client, row)
 
 
 # The list: each client with their next confirmed session and the last one they attended. A session
@@ -141,7 +166,8 @@ ORDER BY CASE WHEN $3 THEN b.starts_at END, b.starts_at DESC
 LIMIT $4
 """
 UPDATE_CLIENT = """
-UPDATE clients SET name = $3, email = $4, phone = $5, location = $6, notes = $7, updated_at = now()
+UPDATE clients SET name = $3, email = $4, phone = $5, location = $6, notes = $7, confidential_messages = $8,
+    updated_at = now()
 WHERE id = $1 AND therapist_id = $2
 RETURNING *
 """
@@ -316,6 +342,7 @@ async def update(
                     merged.phone,
                     merged.location,
                     merged.notes,
+                    merged.confidential_messages,
                 )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != EMAIL_INDEX:

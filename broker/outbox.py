@@ -105,6 +105,12 @@ SELECT id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoi
        state, due_at, created_at, attempts, lease_until, last_attempt_at, last_status, last_error, delivered_at
 FROM outbox WHERE therapist_id = $1 AND state = 'failed' ORDER BY created_at DESC LIMIT $2
 """
+SELECT_FOR_THERAPIST = """
+SELECT id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoint_id, payload::text AS payload, sealed,
+       state, due_at, created_at, attempts, lease_until, last_attempt_at, last_status, last_error, delivered_at
+FROM outbox WHERE therapist_id = $1 AND ($2::text IS NULL OR state = $2) ORDER BY created_at DESC, id LIMIT $3
+"""
+NOT_NEEDED = "UPDATE outbox SET state = 'withdrawn', lease_until = NULL WHERE id = $1 AND state = 'pending'"
 SELECT_FOR_ENDPOINT = """
 SELECT id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoint_id, payload::text AS payload, sealed,
        state, due_at, created_at, attempts, lease_until, last_attempt_at, last_status, last_error, delivered_at
@@ -243,6 +249,19 @@ async def send_again(conn: Executor, message_id: uuid.UUID, now: dt.datetime) ->
 async def failed_for(conn: Executor, therapist_id: uuid.UUID, limit: int = 50) -> list[Message]:
     """A therapist's messages that could not be delivered, newest first (for the dashboard)."""
     return [record_to(Message, r) for r in await conn.fetch(SELECT_FAILED, therapist_id, limit)]
+
+
+async def for_therapist(
+    conn: Executor, therapist_id: uuid.UUID, state: State | None = None, limit: int = 100
+) -> list[Message]:
+    """A therapist's messages (every channel), newest first, optionally in one state (the dashboard)."""
+    return [record_to(Message, r) for r in await conn.fetch(SELECT_FOR_THERAPIST, therapist_id, state, limit)]
+
+
+async def not_needed(conn: Executor, message_id: uuid.UUID) -> None:
+    """Withdraw one pending message its sender found no longer needed (a reminder whose session was
+    moved or cancelled meanwhile); recording its attempt afterwards leaves it withdrawn."""
+    await conn.execute(NOT_NEEDED, message_id)
 
 
 async def for_endpoint(conn: Executor, endpoint_id: uuid.UUID, limit: int = 50) -> list[Message]:

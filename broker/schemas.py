@@ -13,9 +13,22 @@ from msgspec import Meta
 # reads the mark, and the OpenAPI document shows it as `"x-multiline": true`.
 MULTILINE = "x-multiline"
 
-Slug = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$", description="lowercase letters, digits, -")]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$"
+Slug = Annotated[str, Meta(pattern=SLUG_PATTERN, description="lowercase letters, digits, -")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# The document's pattern also leaves out control characters, which the decoder lets through for
+# check_text to refuse as `invalid_text`, as in any text.
+Email = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        extra_json_schema={
+            "pattern": r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+\.[^@\s\x00-\x1f\x7f-\x9f]+$"
+        },
+    ),
+]
 Phone = Annotated[str, Meta(max_length=40, pattern=r"^[0-9+()./\- ]*$")]
 Zone = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Berlin")]
 WallTime = Annotated[
@@ -23,7 +36,7 @@ WallTime = Annotated[
 ]
 Instant = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Id = Annotated[str, Meta(description="UUID")]
+Id = Annotated[str, Meta(description="UUID", extra_json_schema={"format": "uuid"})]
 Frequency = Literal["weekly", "biweekly"]
 # A booking's status: cancelled by the client inside the policy's window is late_cancelled; after
 # the start the therapist (or the attendance record) says attended or no_show (broker/outcomes.py).
@@ -79,6 +92,12 @@ class PolicyOut(msgspec.Struct):
     no_show_fee: Fee | None
 
 
+ReminderMinutes = Annotated[
+    list[Annotated[int, Meta(ge=1, le=20160)]],
+    Meta(max_length=5, description="when clients' email reminders go out, in minutes before the start; [] = none"),
+]
+
+
 class SessionTypeIn(Strict):
     name: Annotated[str, Meta(min_length=1, max_length=120)]
     duration_minutes: Annotated[int, Meta(ge=5, le=480)]
@@ -92,6 +111,7 @@ class SessionTypeIn(Strict):
     ] = []
     series_max_sessions: Annotated[int, Meta(ge=1, le=52, description="the most sessions one series may hold")] = 12
     policy: Annotated[PolicyIn, Meta(description="cancellation policy (version 1)")] | None = None
+    reminder_minutes: ReminderMinutes = msgspec.field(default_factory=lambda: [1440, 60])
 
 
 class SessionTypeOut(msgspec.Struct):
@@ -106,6 +126,7 @@ class SessionTypeOut(msgspec.Struct):
     series_frequencies: list[Frequency]
     series_max_sessions: int
     policy: Annotated[PolicyOut, Meta(description="the current cancellation policy; null: none")] | None = None
+    reminder_minutes: Annotated[list[int], Meta(description="email reminders, minutes before the start")] = []
 
 
 class TherapistPublic(msgspec.Struct):
@@ -164,11 +185,18 @@ class ClientIn(Strict):
     location: Place | None = None
 
 
+ConfidentialMessages = Annotated[
+    bool,
+    Meta(description="emails only say there is an appointment and give the link (no time); stays on the client"),
+]
+
+
 class BookingIn(Strict):
     session_type: Id
     start: Instant
     client: ClientIn
     client_timezone: Zone | None = None
+    confidential_messages: ConfidentialMessages = False
 
 
 class BookingCreated(msgspec.Struct):
@@ -272,6 +300,7 @@ class SeriesIn(Strict):
     client: ClientIn
     client_timezone: Zone | None = None
     all_or_nothing: Annotated[bool, Meta(description="book none unless every occurrence is free")] = False
+    confidential_messages: ConfidentialMessages = False
 
 
 class ClientSeriesIn(Strict):
@@ -359,6 +388,10 @@ class ClientPatch(Strict):
         ]
         | msgspec.UnsetType
         | None
+    ) = msgspec.UNSET
+    confidential_messages: (
+        Annotated[bool, Meta(description="emails to this client only say there is an appointment, with the link")]
+        | msgspec.UnsetType
     ) = msgspec.UNSET
 
 

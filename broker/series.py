@@ -129,6 +129,7 @@ class Request:
     count: int
     client_timezone: str | None
     all_or_nothing: bool = False
+    confidential_messages: bool = False
 
 
 def _check_offer(session_type: SessionType, frequency: Frequency, count: int) -> None:
@@ -258,7 +259,13 @@ async def _create(
     ):
         raise unavailable(planned)
     record = await clients.match_or_create(
-        conn, therapist.id, name=client.name, email=client.email, phone=client.phone, location=client.location
+        conn,
+        therapist.id,
+        name=client.name,
+        email=client.email,
+        phone=client.phone,
+        location=client.location,
+        confidential=request.confidential_messages,
     )
     series_id = uuid.uuid4()
     key = credentials.new_secret(credentials.SERIES_KEY)
@@ -349,6 +356,7 @@ def _hashable(request: Request) -> list[object]:
         request.count,
         request.client_timezone,
         request.all_or_nothing,
+        *(["confidential"] if request.confidential_messages else []),
     ]
 
 
@@ -513,11 +521,21 @@ async def cancel(
 
 
 async def client_ics(conn: Executor, series_id: uuid.UUID, reader: Principal, origin: str) -> bytes:
-    """The series as one recurring event for the client's calendar (links carry no key); audited.
+    """The series as one recurring event for the client's calendar (links carry no key); audited."""
+    found = await opened_by(conn, series_id, reader)
+    event, booked = await series_event(conn, found, origin)
+    await audit.record_many(conn, reader, "booking.ics", booked, therapist_id=found.therapist_id)
+    return ical.render_series_event(event)
+
+
+async def series_event(
+    conn: Executor, found: Series, origin: str, *, label: str | None = None
+) -> tuple[ical.SeriesEvent, list[uuid.UUID]]:
+    """The series as one recurring event, and the ids of its booked sessions. `label` replaces the
+    session type's name in the summary (an email that may not name it says "Appointment").
 
     The rule is the series' own; every session it no longer holds at its original time (cancelled,
     never booked, moved) is an EXDATE, and a moved session is an event of its own."""
-    found = await opened_by(conn, series_id, reader)
     session_type = await session_types.get(conn, found.session_type_id)
     therapist = await therapists.by_id(conn, found.therapist_id)
     expanded = expand(
@@ -544,14 +562,13 @@ async def client_ics(conn: Executor, series_id: uuid.UUID, reader: Principal, or
                     sequence=row.sequence,
                     created=row.created_at,
                     updated=row.updated_at,
-                    session_type=session_type.name,
+                    session_type=label or session_type.name,
                     therapist_name=therapist.name,
                     origin=origin,
                 )
             )
     first_booked = min(rows.values(), key=lambda r: r.series_index)
-    await audit.record_many(conn, reader, "booking.ics", [r.id for r in rows.values()], therapist_id=found.therapist_id)
-    return ical.render_series_event(
+    return (
         ical.SeriesEvent(
             series_id=str(found.id),
             timezone=found.timezone,
@@ -564,9 +581,10 @@ async def client_ics(conn: Executor, series_id: uuid.UUID, reader: Principal, or
             sequence=sum(r.sequence for r in rows.values()) + len(expanded) - len(rows),
             created=found.created_at,
             updated=max([found.created_at, *(r.updated_at for r in rows.values())]),
-            session_type=session_type.name,
+            session_type=label or session_type.name,
             therapist_name=therapist.name,
             origin=origin,
             manage_booking_id=str(first_booked.id),
-        )
+        ),
+        [r.id for r in rows.values()],
     )

@@ -14,8 +14,8 @@ from calendars.slots import SessionRules
 INSERT_SESSION_TYPE = """
 INSERT INTO session_types (id, therapist_id, name, duration_minutes, buffer_before_minutes,
     buffer_after_minutes, min_notice_minutes, horizon_days, slot_interval_minutes,
-    series_frequencies, series_max_sessions)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    series_frequencies, series_max_sessions, reminder_minutes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 RETURNING *
 """
 SELECT_SESSION_TYPES = """
@@ -23,6 +23,9 @@ SELECT * FROM session_types WHERE therapist_id = $1 AND active ORDER BY created_
 """
 SELECT_ACTIVE = "SELECT * FROM session_types WHERE id = $1 AND therapist_id = $2 AND active"
 SELECT_ANY = "SELECT * FROM session_types WHERE id = $1"
+SET_REMINDERS = """
+UPDATE session_types SET reminder_minutes = $3 WHERE id = $1 AND therapist_id = $2 AND active RETURNING *
+"""
 ARCHIVE_SESSION_TYPE = "UPDATE session_types SET active = false WHERE id = $1 AND therapist_id = $2 AND active"
 
 
@@ -41,6 +44,8 @@ class SessionType(msgspec.Struct, frozen=True):
     series_max_sessions: int
     # The current cancellation policy (broker/policies.py), where the reader loaded it.
     policy: policies.Policy | None = None
+    # When clients' email reminders go out, in minutes before the start (broker/mail/notices.py).
+    reminder_minutes: list[int] = msgspec.field(default_factory=lambda: [1440, 60])
 
     @property
     def rules(self) -> SessionRules:
@@ -67,6 +72,7 @@ class SessionType(msgspec.Struct, frozen=True):
             series_frequencies=list(self.series_frequencies),
             series_max_sessions=self.series_max_sessions,
             policy=self.policy.to_wire() if self.policy is not None else None,
+            reminder_minutes=list(self.reminder_minutes),
         )
 
 
@@ -84,6 +90,7 @@ async def add(conn: Executor, therapist_id: uuid.UUID, body: schemas.SessionType
         body.slot_interval_minutes or body.duration_minutes,
         sorted(set(body.series_frequencies)),
         body.series_max_sessions,
+        sorted(set(body.reminder_minutes), reverse=True),
     )
     added = record_to(SessionType, row)
     if body.policy is not None:
@@ -113,6 +120,19 @@ async def active(conn: Executor, therapist_id: uuid.UUID, raw_id: str) -> Sessio
 async def get(conn: Executor, type_id: uuid.UUID) -> SessionType:
     """A session type by id, archived or not (a booking keeps the type it was made with)."""
     row = await conn.fetchrow(SELECT_ANY, type_id)
+    if row is None:
+        raise NotFound("session type")
+    return record_to(SessionType, row)
+
+
+async def set_reminders(conn: Executor, therapist_id: uuid.UUID, raw_id: str, minutes: list[int]) -> SessionType:
+    """Change when clients' reminders of this type go out (bookings made from now on). Minutes are
+    checked by the wire type (1..20160, at most 5); duplicates collapse."""
+    try:
+        type_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise NotFound("session type") from None
+    row = await conn.fetchrow(SET_REMINDERS, type_id, therapist_id, sorted(set(minutes), reverse=True))
     if row is None:
         raise NotFound("session type")
     return record_to(SessionType, row)

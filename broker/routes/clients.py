@@ -73,6 +73,9 @@ class ClientDetailsOut(msgspec.Struct):
     notes: str | None
     created_at: datetime
     updated_at: datetime
+    confidential_messages: Annotated[
+        bool, Meta(description="emails to this client only say there is an appointment, with the link")
+    ]
 
 
 class ClientRecordOut(ClientDetailsOut):
@@ -129,6 +132,7 @@ def _details(c: Client) -> ClientDetailsOut:
         notes=c.notes,
         created_at=c.created_at,
         updated_at=c.updated_at,
+        confidential_messages=c.confidential_messages,
     )
 
 

@@ -44,6 +44,7 @@ def _request(body: schemas.SeriesPreviewIn | schemas.SeriesIn | schemas.ClientSe
         count=body.count,
         client_timezone=body.client_timezone,
         all_or_nothing=getattr(body, "all_or_nothing", False),
+        confidential_messages=getattr(body, "confidential_messages", False),
     )
 
 
