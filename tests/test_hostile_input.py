@@ -151,6 +151,7 @@ class World:
             "clients": clients["clients"][0]["id"],
             "session-types": st["id"],
             "feeds": "00000000-0000-0000-0000-000000000000",
+            "webhooks": "00000000-0000-0000-0000-000000000000",  # its PATCH reads the body before the id
         }
         tokens = {
             "adminToken": api.admin_token,
@@ -202,8 +203,8 @@ class World:
         kind = schema.get("type")
         if kind == "object":
             return {name: self.example(schema["properties"][name]) for name in schema.get("required", [])}
-        if kind == "array":
-            return []
+        if kind == "array":  # as few items as the schema allows
+            return [self.example(schema["items"]) for _ in range(schema.get("minItems", 0))]
         if kind == "integer":
             return max(schema.get("minimum", 1), 1)
         if kind == "boolean":

@@ -36,7 +36,7 @@ from broker.webhooks import EVENTS, Rotated, WebhookEndpoint
 
 routes = ApiRoutes("webhooks")
 
-WEBHOOK_ID = Param("webhook_id", "path", "Webhook endpoint id", required=True)
+WEBHOOK_ID = Param("id", "path", "Webhook endpoint id", required=True)
 DELIVERY_ID = Param("delivery_id", "path", "Delivery id (`msg_…`, the `webhook-id` header it was sent with)")
 THERAPIST_BASE = "/api/v1/therapists/{slug}/webhooks"
 ADMIN_BASE = "/api/v1/webhooks"
@@ -142,7 +142,7 @@ def _owner(request: web.Request, call: Call) -> uuid.UUID | None:
 
 
 def _webhook_id(request: web.Request) -> uuid.UUID:
-    return parse_uuid(request.match_info["webhook_id"], "webhook")
+    return parse_uuid(request.match_info["id"], "webhook")
 
 
 async def list_webhooks(request: web.Request, call: Call) -> web.Response:
@@ -176,9 +176,9 @@ async def get_webhook(request: web.Request, call: Call) -> web.Response:
 
 
 async def update_webhook(request: web.Request, call: Call) -> web.Response:
-    endpoint_id = _webhook_id(request)
-    body = await read_json(request, WebhookPatch)
+    body = await read_json(request, WebhookPatch)  # a bad body is refused whatever the id
     assert body is not None
+    endpoint_id = _webhook_id(request)
     changes = {f: getattr(body, f) for f in body.__struct_fields__ if getattr(body, f) is not msgspec.UNSET}
     app = request.app
     now = app[CLOCK].now()
@@ -241,7 +241,7 @@ def _named(handler: ApiHandler, prefix: str) -> ApiHandler:
 
 def _declare(base: str, auth: tuple[Auth, ...], whose: str, prefix: str) -> None:
     """The same operations on a therapist's endpoints and on the admin's (for every therapist)."""
-    one = f"{base}/{{webhook_id}}"
+    one = f"{base}/{{id}}"
     table: list[tuple[str, str, ApiHandler, str, dict[str, Any]]] = [
         (
             "GET",
@@ -296,7 +296,7 @@ def _declare(base: str, auth: tuple[Auth, ...], whose: str, prefix: str) -> None
         ),
     ]
     for method, path, handler, summary, extra in table:
-        params = [WEBHOOK_ID] if "{webhook_id}" in path else []
+        params = [WEBHOOK_ID] if "{id}" in path else []
         if "{delivery_id}" in path:
             params.append(DELIVERY_ID)
         routes.route(method, path, summary=summary, auth=auth, params=params, **extra)(_named(handler, prefix))
