@@ -6,7 +6,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from web import accounts, clients, dashboard, pages
+from web import accounts, clients, dashboard, messages, pages
 from web.render import TEMPLATES, environment
 
 
@@ -18,3 +18,4 @@ def setup(app: web.Application) -> None:
     accounts.setup(app)
     dashboard.setup(app)
     clients.setup(app)
+    messages.setup(app)
