@@ -15,23 +15,23 @@ a dead one, and so is one whose outgoing frames have stopped draining.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import asyncpg
 import msgspec
-from aiohttp import WSMsgType, web
 
 from broker import attendance
 from broker.tokens import RoomClaims
 from signaling import protocol as p
 from signaling.relay import Admit, Closed, Deliver, EndRoom, Event, Gone, Member, Present, Relay, Remove, Sync
+from signaling.websocket import WebSocket
 
 log = logging.getLogger(__name__)
 
@@ -42,55 +42,39 @@ MAX_QUEUED_FRAMES = 256
 # How long a node remembers a room closed by a cancellation: a join admitted just before the
 # cancellation committed is ended when it arrives (tokens minted before it live about two minutes).
 CLOSED_MEMORY_SECONDS = 300.0
-
-
-class _Ping(bytes):
-    """A ping's payload in a connection's queue: sent in order behind the frames queued before it."""
+# Shutdown waits this long for sockets to close and for `left` to be recorded.
+SHUTDOWN_SECONDS = 5.0
 
 
 class Connection:
-    """One joined participant's socket on this node, with a bounded outgoing queue.
+    """One joined participant's socket on this node.
 
-    Sending never blocks the hub: frames are queued and written by a short-lived task that
-    exists only while the queue is not empty (an idle connection costs no task).
+    Sending never blocks the hub and never starts a task: a frame goes to the socket, which writes
+    it at once or, while the peer is not taking what it is sent, holds it in a bounded queue.
     """
 
     __slots__ = (
-        "_queue",
-        "_writer",
         "claims",
-        "close_code",
         "closing",
         "id",
         "location",
         "replaced",
+        "socket",
         "state",
-        "transport",
         "unanswered",
         "warned",
-        "ws",
     )
 
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        claims: RoomClaims,
-        location: str | None,
-        transport: asyncio.Transport | None = None,
-    ) -> None:
-        self.ws = ws
-        self.transport = transport
-        self.unanswered = False  # a ping is out that has not been answered
+    def __init__(self, socket: WebSocket, claims: RoomClaims, location: str | None) -> None:
+        self.socket = socket
         self.claims = claims
         self.location = location
         self.id = uuid.uuid4().hex
         self.state: p.State = "waiting"
+        self.unanswered = False  # a ping is out that has not been answered
         self.warned = False
         self.replaced = False
         self.closing = False
-        self.close_code: int | None = None
-        self._queue: collections.deque[bytes] = collections.deque()
-        self._writer: asyncio.Task[None] | None = None
 
     @property
     def participant(self) -> str:
@@ -106,24 +90,20 @@ class Connection:
     def send_frame(self, frame: bytes) -> None:
         if self.closing:
             return
-        if len(self._queue) >= MAX_QUEUED_FRAMES:
-            self._queue.clear()
+        if self.socket.backlog >= MAX_QUEUED_FRAMES:
+            self.socket.discard_backlog()
             self.close(p.CloseCode.SLOW_CONSUMER)
             return
-        self._queue.append(frame)
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        self.socket.send_text(frame)
 
     def close(self, code: int, error: str | None = None, message: str = "") -> None:
         """Send what is queued (and an `error` if given), then close with `code`. Idempotent."""
         if self.closing:
             return
-        if error is not None:
-            self._queue.append(p.encode(p.Error(code=error, message=message)))
         self.closing = True
-        self.close_code = code
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        if error is not None:
+            self.socket.send_text(p.encode(p.Error(code=error, message=message)))
+        self.socket.close(code)
 
     def heartbeat(self, payload: bytes) -> None:
         """Ping, or drop the connection if the previous ping has not been answered."""
@@ -133,44 +113,17 @@ class Connection:
             return
         self.unanswered = True
         if not self.closing:
-            self._queue.append(_Ping(payload))
-            if self._writer is None:
-                self._writer = asyncio.get_running_loop().create_task(self._drain())
+            self.socket.ping(payload)  # behind the frames queued before it
 
     def answered(self) -> None:
         self.unanswered = False
 
     def drop(self) -> None:
         """Close the TCP connection at once: a peer that does not read could not take a close frame,
-        and what is queued for it is dropped with it. The handler then leaves the room as for any close."""
-        self._queue.clear()
+        and what is queued for it is dropped with it. The socket's owner then leaves the room as for
+        any close."""
         self.closing = True
-        self.close_code = p.CloseCode.SLOW_CONSUMER
-        if self.transport is not None:
-            self.transport.abort()
-
-    async def wait_closed(self) -> None:
-        """Until queued frames (and the close, if one was asked for) have been written."""
-        writer = self._writer
-        if writer is not None:
-            await asyncio.shield(writer)
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                frame = self._queue.popleft()
-                if type(frame) is _Ping:
-                    await self.ws.ping(frame)
-                else:
-                    await self.ws.send_frame(frame, WSMsgType.TEXT)
-        except (ConnectionError, RuntimeError):
-            self._queue.clear()
-            self.closing = True
-        finally:
-            self._writer = None
-        if self.closing and not self.ws.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self.ws.close(code=self.close_code or p.CloseCode.GOING_AWAY)
+        self.socket.abort()
 
 
 class Room:
@@ -230,7 +183,8 @@ class Hub:
         self.ice_servers = ice_servers
         self.node = node or uuid.uuid4().hex[:12]
         self.rooms: dict[str, Room] = {}
-        self.sockets: set[web.WebSocketResponse] = set()  # every open socket, joined or not
+        self.sockets: set[WebSocket] = set()  # every open socket, joined or not
+        self.work: set[asyncio.Task[None]] = set()  # joins, commands and leaves in progress
         self.heartbeat = heartbeat
         self.beat = b""  # the payload of this round's pings; a pong must carry it
         self.closed: dict[str, float] = {}  # rooms closed by a cancellation, and when (monotonic)
@@ -249,14 +203,25 @@ class Hub:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.work:  # leaves still recording `left`
+            await asyncio.wait(list(self.work), timeout=SHUTDOWN_SECONDS)
         await self.relay.close()
 
     async def close_all(self, code: int = p.CloseCode.GOING_AWAY) -> None:
-        """Close every socket on this node (shutdown): participants reconnect to another node."""
+        """Close every socket on this node (shutdown): participants reconnect to another node.
+        Returns when they are gone (a peer that does not answer the close is cut off)."""
         sockets = list(self.sockets)
-        await asyncio.gather(
-            *(ws.close(code=code, message=b"server shutting down") for ws in sockets), return_exceptions=True
-        )
+        for socket in sockets:
+            socket.close(code, b"server shutting down")
+        if sockets:
+            await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in sockets], timeout=SHUTDOWN_SECONDS)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `work` in a task the hub holds until it is done (the event loop keeps only weak references)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.work.add(task)
+        task.add_done_callback(self.work.discard)
+        return task
 
     # --- joining and leaving ----------------------------------------------------------------
 
@@ -318,14 +283,16 @@ class Hub:
                     self.pool, conn.claims.booking_id, conn.participant, conn.role, "left", self.now()
                 )
         self.relay.publish(room.id, Gone(node=self.node, participant=conn.participant, conn=conn.id))
-        log.info("room %s: %s %s left (close %s)", room.id, conn.role, conn.participant, conn.ws.close_code)
+        log.info("room %s: %s %s left (close %s)", room.id, conn.role, conn.participant, conn.socket.close_code)
         if not room.conns and self.rooms.get(room.id) is room:
             del self.rooms[room.id]
             await self.relay.unsubscribe(room.id)
 
     # --- what participants ask for ---------------------------------------------------------
 
-    async def handle(self, conn: Connection, message: p.ClientMessage) -> None:
+    def handle(self, conn: Connection, message: p.ClientMessage) -> Coroutine[Any, Any, None] | None:
+        """Act on a participant's message. Relaying is done at once; a command that writes to the
+        database comes back as a coroutine for the caller to run before the connection's next message."""
         room = self.rooms[conn.claims.room]
         match message:
             case p.Signal(to=to, data=data):
@@ -340,13 +307,17 @@ class Hub:
             case p.Admit() | p.Remove() | p.End() if conn.role != "therapist":
                 conn.send(p.Error(code=p.FORBIDDEN, message="Only the therapist can do that."))
             case p.End():
-                await attendance.end_room(self.pool, conn.claims.booking_id, self.now())
-                self.relay.publish(room.id, EndRoom(node=self.node))
-                log.info("room %s: ended by the therapist", room.id)
+                return self._end_room(room, conn)
             case p.Admit() | p.Remove():
-                await self._admit_or_remove(room, conn, message, message.participant)
+                return self._admit_or_remove(room, conn, message, message.participant)
             case p.Join():
                 conn.send(p.Error(code=p.ALREADY_JOINED, message="This connection has already joined."))
+        return None
+
+    async def _end_room(self, room: Room, conn: Connection) -> None:
+        await attendance.end_room(self.pool, conn.claims.booking_id, self.now())
+        self.relay.publish(room.id, EndRoom(node=self.node))
+        log.info("room %s: ended by the therapist", room.id)
 
     async def _admit_or_remove(self, room: Room, conn: Connection, command: p.Admit | p.Remove, target: str) -> None:
         member = room.members.get(target)

@@ -3,18 +3,24 @@
 Limits (docs/signaling.md, "Limits"): frames of at most 64 KiB, JSON text only, a token bucket of
 50 messages a second with bursts of 100 per connection, a bounded outgoing queue per connection,
 and a heartbeat (`TELEROOM_SIGNALING_HEARTBEAT_SECONDS`): the hub pings every joined connection
-and drops one that has not answered by the next ping. aiohttp's own heartbeat is off: it took any
-frame received as an answer, so a client that kept sending but never read stayed forever.
+and drops one that has not answered by the next ping (any frame received is not an answer: a
+client that kept sending but never read would otherwise stay forever).
+
+Once upgraded, a socket is a `signaling.websocket.WebSocket` with a `Session` as its listener: no
+task waits on an idle socket. A task exists only while a connection's message needs the database
+(the join, admit, remove, end, and recording `left`); the connection's next messages wait for it,
+so they are handled in the order they came.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
-from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp import web
 
 from broker import room_access, tokens
 from broker.clock import CLOCK
@@ -25,6 +31,7 @@ from broker.http.problems import HttpProblem
 from broker.settings import SETTINGS
 from signaling import protocol as p
 from signaling.hub import Connection, Hub
+from signaling.websocket import INTERNAL_ERROR, WebSocket, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +40,6 @@ HUB = web.AppKey("signaling_hub", Hub)
 JOIN_TIMEOUT_SECONDS = 5.0
 RATE_PER_SECOND = 50.0
 RATE_BURST = 100.0
-# aiohttp refuses frames over this without reading them; frames between the protocol limit and
-# this are read and refused by us. Either way the client gets 4413 (see SignalingSocket).
-READER_LIMIT = 4 * p.MAX_FRAME_BYTES
-
-
-class SignalingSocket(web.WebSocketResponse):
-    """aiohttp closes a frame over `max_msg_size` with the standard 1009; the protocol promises
-    one documented code for every oversized frame, so that close says 4413 instead."""
-
-    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
-        if code == WSCloseCode.MESSAGE_TOO_BIG:
-            code, message = p.CloseCode.TOO_LARGE, b"too_large"
-        return await super().close(code=code, message=message, drain=drain)
 
 
 class TokenBucket:
@@ -85,107 +79,173 @@ def check_origin(request: web.Request) -> None:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     check_origin(request)
-    room = query_param(request, "room", required=True)
-    ws = SignalingSocket(heartbeat=None, max_msg_size=READER_LIMIT, compress=False, autoclose=True, autoping=False)
-    if not ws.can_prepare(request).ok:
+    room = query_param(request, "room", required=True) or ""
+    if not web.WebSocketResponse().can_prepare(request).ok:
         raise HttpProblem(426, "websocket_required", "Connect with a WebSocket upgrade.")
-    hub = request.app[HUB]
-    await ws.prepare(request)
-    hub.sockets.add(ws)
-    conn: Connection | None = None
-    try:
-        conn = await _handshake(request, ws, room or "")
-        if conn is not None:
-            await hub.join(conn)
-            await _serve(hub, ws, conn)
-    finally:
-        hub.sockets.discard(ws)
-        if conn is not None:
-            # aiohttp cancels the handler when the peer's connection goes away; leaving the room
-            # (the `left` record, telling the others) must finish regardless.
-            await asyncio.shield(hub.leave(conn))
-        if not ws.closed:
-            await ws.close()
-    return ws
-
-
-async def _refuse(ws: web.WebSocketResponse, code: p.CloseCode, reason: str, message: str) -> None:
-    await ws.send_frame(p.encode(p.Error(code=reason, message=message)), WSMsgType.TEXT)
-    await ws.close(code=code)
-
-
-async def _handshake(request: web.Request, ws: web.WebSocketResponse, room: str) -> Connection | None:
-    """Wait for `join`, check and use up its token. None when the socket was refused and closed."""
-    try:
-        async with asyncio.timeout(JOIN_TIMEOUT_SECONDS):
-            msg = await ws.receive()
-            while msg.type in (WSMsgType.PING, WSMsgType.PONG):  # autoping is off (see the module doc)
-                if msg.type == WSMsgType.PING:
-                    await ws.pong(msg.data)
-                msg = await ws.receive()
-    except TimeoutError:
-        await _refuse(ws, p.CloseCode.JOIN_TIMEOUT, "join_timeout", "Send `join` within 5 seconds.")
-        return None
-    message = await _decode(ws, msg)
-    if message is None:
-        return None
-    if not isinstance(message, p.Join):
-        await _refuse(ws, p.CloseCode.JOIN_REQUIRED, "join_required", "The first message must be `join`.")
-        return None
     app = request.app
-    pool = app[POOL]
-    keys = app.get(tokens.KEYRING)
-    try:
-        claims = await room_access.enter(pool, app[SETTINGS], message.token, app[CLOCK].now(), room=room, keys=keys)
-    except tokens.TokenRejected as rejected:
-        await _refuse(ws, p.CloseCode.TOKEN_REJECTED, rejected.code, rejected.detail)
-        return None
-    except room_access.RoomClosed:
-        # A token fetched just before the booking was cancelled, or (a client's) before the therapist
-        # pressed End: the room is over for its holder.
-        await ws.send_frame(p.encode(p.Ended()), WSMsgType.TEXT)
-        await ws.close(code=p.CloseCode.ROOM_ENDED)
-        return None
-    return Connection(ws, claims, message.location, request.transport)
+    return upgrade(request, p.MAX_FRAME_BYTES, lambda socket: Session(app, room, socket))
 
 
-async def _decode(ws: web.WebSocketResponse, msg: WSMessage) -> p.ClientMessage | None:
-    """The message in a frame, or None after closing the socket for a frame that breaks the rules."""
-    if msg.type == WSMsgType.TEXT:
+class Session:
+    """One /ws socket from the upgrade to its close: the `join` handshake, then the participant's
+    messages for the hub. Frames that arrive while a task runs for an earlier one wait in order."""
+
+    __slots__ = ("_backlog", "_busy", "_timer", "app", "bucket", "conn", "hub", "room", "socket")
+
+    def __init__(self, app: web.Application, room: str, socket: WebSocket) -> None:
+        self.app = app
+        self.hub = app[HUB]
+        self.room = room
+        self.socket = socket
+        self.conn: Connection | None = None
+        self.bucket: TokenBucket | None = None  # made at the join
+        self._busy = False
+        self._backlog: list[tuple[bool, bytes]] | None = None  # (text?, payload) waiting for _busy
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            JOIN_TIMEOUT_SECONDS, self._join_timeout
+        )
+        self.hub.sockets.add(socket)
+
+    # --- from the socket -------------------------------------------------------------------
+
+    def on_text(self, payload: bytes) -> None:
+        self._message(True, payload)
+
+    def on_binary(self, payload: bytes) -> None:
+        self._message(False, payload)
+
+    def on_pong(self, payload: bytes) -> None:
+        if self.conn is not None and payload == self.hub.beat:  # this round's ping, not an unsolicited pong
+            self.conn.answered()
+
+    def on_oversized(self) -> None:
+        self._refuse(p.CloseCode.TOO_LARGE, "too_large", f"Frames may be at most {p.MAX_FRAME_BYTES} bytes.")
+
+    def on_closed(self) -> None:
+        self._cancel_timer()
+        self.hub.sockets.discard(self.socket)
+        self._backlog = None
+        if not self._busy:  # else the task in progress leaves when it is done
+            self._leave()
+
+    # --- messages --------------------------------------------------------------------------
+
+    def _message(self, text: bool, payload: bytes) -> None:
+        if self._busy:
+            if self._backlog is None:
+                self._backlog = []
+            self._backlog.append((text, payload))
+        elif self.conn is None:
+            self._first(text, payload)
+        else:
+            self._next(self.conn, text, payload)
+
+    def _first(self, text: bool, payload: bytes) -> None:
+        """The first message must be `join`; its token is checked and spent in a task."""
+        self._cancel_timer()
+        if self.bucket is not None:  # a join already failed or is over: the socket is closing
+            return
+        self.bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST)
+        if not text:
+            self._refuse(p.CloseCode.BINARY_FRAME, "binary_frame", "Send JSON text frames only.")
+            return
         try:
-            return p.decode_client(msg.data)
+            message = p.decode_client(payload)
         except p.ProtocolError as exc:
-            await _refuse(ws, exc.close_code, exc.reason, exc.message)
-            return None
-    if msg.type == WSMsgType.BINARY:
-        await _refuse(ws, p.CloseCode.BINARY_FRAME, "binary_frame", "Send JSON text frames only.")
-    return None  # CLOSE, CLOSING, CLOSED, ERROR: aiohttp has answered or closed already
+            self._refuse(exc.close_code, exc.reason, exc.message)
+            return
+        if not isinstance(message, p.Join):
+            self._refuse(p.CloseCode.JOIN_REQUIRED, "join_required", "The first message must be `join`.")
+            return
+        self._run(self._join(message))
 
-
-async def _serve(hub: Hub, ws: web.WebSocketResponse, conn: Connection) -> None:
-    bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST)
-    async for msg in ws:
+    def _next(self, conn: Connection, text: bool, payload: bytes) -> None:
         if conn.closing:
-            break
-        if msg.type == WSMsgType.PONG:
-            if msg.data == hub.beat:  # an answer to this round's ping, not an unsolicited pong
-                conn.answered()
-            continue
-        if msg.type == WSMsgType.PING:
-            with contextlib.suppress(ConnectionError):
-                await ws.pong(msg.data)
-            continue
-        if not bucket.take():
+            return
+        assert self.bucket is not None
+        if not self.bucket.take():
             conn.close(p.CloseCode.RATE_LIMITED, "rate_limited", "Too many messages; slow down.")
-            break
-        if msg.type == WSMsgType.TEXT:
-            try:
-                message = p.decode_client(msg.data)
-            except p.ProtocolError as exc:
-                conn.close(exc.close_code, exc.reason, exc.message)
-                break
-            await hub.handle(conn, message)
-        elif msg.type == WSMsgType.BINARY:
+            return
+        if not text:
             conn.close(p.CloseCode.BINARY_FRAME, "binary_frame", "Send JSON text frames only.")
-            break
-    await conn.wait_closed()
+            return
+        try:
+            message = p.decode_client(payload)
+        except p.ProtocolError as exc:
+            conn.close(exc.close_code, exc.reason, exc.message)
+            return
+        work = self.hub.handle(conn, message)
+        if work is not None:
+            self._run(work)
+
+    async def _join(self, message: p.Join) -> None:
+        app = self.app
+        try:
+            claims = await room_access.enter(
+                app[POOL], app[SETTINGS], message.token, app[CLOCK].now(), room=self.room, keys=app.get(tokens.KEYRING)
+            )
+        except tokens.TokenRejected as rejected:
+            self._refuse(p.CloseCode.TOKEN_REJECTED, rejected.code, rejected.detail)
+            return
+        except room_access.RoomClosed:
+            # A token fetched just before the booking was cancelled, or (a client's) before the therapist
+            # pressed End: the room is over for its holder.
+            self.socket.send_text(p.encode(p.Ended()))
+            self.socket.close(p.CloseCode.ROOM_ENDED)
+            return
+        if self.socket.closing:
+            return  # gone while the token was checked: it is spent, and there is nobody to seat
+        self.conn = Connection(self.socket, claims, message.location)
+        await self.hub.join(self.conn)
+
+    # --- work that needs the database ------------------------------------------------------
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in a task; the socket's next frames wait for it (reading pauses meanwhile)."""
+        self._busy = True
+        self.socket.transport.pause_reading()
+        self.hub.spawn(self._finish(work))
+
+    async def _finish(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("signaling: a message could not be handled; closing its connection")
+            if self.conn is not None:
+                self.conn.close(INTERNAL_ERROR)
+            else:
+                self.socket.close(INTERNAL_ERROR)
+        finally:
+            self._busy = False
+        if self.socket.closed:
+            self._leave()
+            return
+        backlog, self._backlog = self._backlog, None
+        for text, payload in backlog or ():
+            self._message(text, payload)
+        if not self._busy and not self.socket.closing:
+            self.socket.transport.resume_reading()
+
+    # --- endings ---------------------------------------------------------------------------
+
+    def _refuse(self, code: p.CloseCode, reason: str, message: str) -> None:
+        if self.conn is not None:
+            self.conn.close(code, reason, message)
+        else:
+            self.socket.send_text(p.encode(p.Error(code=reason, message=message)))
+            self.socket.close(code)
+
+    def _join_timeout(self) -> None:
+        self._timer = None
+        if self.conn is None and self.bucket is None:
+            self._refuse(p.CloseCode.JOIN_TIMEOUT, "join_timeout", "Send `join` within 5 seconds.")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _leave(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.hub.spawn(self.hub.leave(conn))
