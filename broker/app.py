@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
@@ -31,11 +30,13 @@ from broker.routes import bookings as booking_routes
 from broker.routes import busy_calendars as busy_calendar_routes
 from broker.routes import clients as client_routes
 from broker.routes import feeds as feed_routes
+from broker.routes import notifications as notification_routes
 from broker.routes import outside_hours as outside_hours_routes
 from broker.routes import policies as policy_routes
 from broker.routes import room_tokens as room_token_routes
 from broker.routes import series as series_routes
 from broker.routes import therapists as therapist_routes
+from broker.routes import webhooks as webhook_routes
 from broker.settings import SETTINGS, Settings
 from signaling import mount as signaling_mount
 from web import mount as web_mount
@@ -93,28 +94,23 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start (or reuse) the embedded PostgreSQL unless DATABASE_URL is set; open the pool; migrate;
-    then supervise it (docs/operations.md, *When the database is lost*)."""
+    """Start (or reuse) the embedded PostgreSQL unless DATABASE_URL is set; open the pool; migrate as
+    the owner; then supervise it (docs/operations.md, *When the database is lost*)."""
     settings = app[SETTINGS]
-    embedded: database.EmbeddedPostgres | None = None
-    with contextlib.ExitStack() as stack:
-        if settings.database_url:
-            url = settings.database_url
-        else:
-            embedded = database.EmbeddedPostgres(settings.data_dir)
-            started = time.monotonic()
-            url = await asyncio.to_thread(embedded.start)
-            stack.callback(embedded.stop)
-            log.info("embedded PostgreSQL ready in %.2fs under %s", time.monotonic() - started, settings.data_dir)
-        app[DATABASE_URL] = url
-        timeout = settings.database_timeout_seconds
-        async with database.open_pool(url, wait_seconds=timeout) as pool:
-            async with pool.acquire() as conn:
-                await database.migrate(conn)
+    timeout = settings.database_timeout_seconds
+    # Requests (and the signaling relay's LISTEN) connect as a role that owns nothing; migrations as
+    # the schema's owner (docs/operations.md, *Database roles*).
+    async with database.connection_urls(
+        settings.data_dir, settings.database_url, settings.migration_database_url, wait_seconds=timeout
+    ) as urls:
+        app[DATABASE_URL] = urls.requests
+        async with database.open_pool(urls.requests, wait_seconds=timeout) as pool:
+            await database.migrate_for(pool, urls.migrations, wait_seconds=timeout)
+            await database.check_request_role(pool, wait_seconds=timeout)
             await admin_tokens.ensure_admin_token(pool, settings)
             app[POOL] = pool
             health = app[database.HEALTH] = database.Health()
-            supervisor = asyncio.create_task(database.supervise(pool, health, embedded, wait_seconds=timeout))
+            supervisor = asyncio.create_task(database.supervise(pool, health, urls.embedded, wait_seconds=timeout))
             try:
                 yield
             finally:
@@ -156,6 +152,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         policy_routes,
         client_routes,
         outside_hours_routes,
+        notification_routes,  # and the email channel (broker.mail)
+        webhook_routes,
         signaling_mount,
         web_mount,
     ):

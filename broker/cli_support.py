@@ -33,12 +33,15 @@ def setup_logging(level: str, form: str = "text") -> None:
 async def migrated_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A small pool on the configured database (starting the embedded one if need be), migrated.
 
-    Safe beside a running `teleroom serve` on the same data directory: the embedded server is
-    shared, and migrations run under an advisory lock."""
-    with database.database_url(settings.data_dir, settings.database_url) as url:
-        async with database.open_pool(url, min_size=1, max_size=2) as pool:
-            async with pool.acquire() as conn:
-                await database.migrate(conn)
+    As `teleroom serve` does, migrations run as the schema's owner and the pool connects as the
+    request role. Safe beside a running `teleroom serve` on the same data directory: the embedded
+    server is shared, and migrations run under an advisory lock."""
+    timeout = settings.database_timeout_seconds
+    async with database.connection_urls(
+        settings.data_dir, settings.database_url, settings.migration_database_url, wait_seconds=timeout
+    ) as urls:
+        async with database.open_pool(urls.requests, min_size=1, max_size=2) as pool:
+            await database.migrate_for(pool, urls.migrations, wait_seconds=timeout)
             yield pool
 
 

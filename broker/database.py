@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from broker import database_roles
 from broker.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+# CREATE TABLE IF NOT EXISTS needs CREATE on the schema even when the table exists: asked first, so a
+# role that may not create (a request role with nothing pending) finds nothing to do.
+MIGRATIONS_TABLE_EXISTS = "SELECT to_regclass('schema_migrations') IS NOT NULL"
 SELECT_APPLIED = "SELECT version, checksum FROM schema_migrations"
 # Migrations may wait for another node's and rewrite big tables: not bound by the request timeout.
 MIGRATION_TIMEOUT_SECONDS = 3600.0
@@ -60,12 +65,17 @@ def migration_files() -> list[tuple[int, str, str]]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply pending migrations, each in its own transaction, under an advisory lock. Returns what ran."""
+async def migrate(conn: asyncpg.Connection, *, grant_to: str | None = None) -> list[str]:
+    """Apply pending migrations, each in its own transaction, under an advisory lock. Returns what ran.
+
+    Then, when `grant_to` names the role that serves requests, give it what requests need on every
+    table, later migrations' included (`database_roles.grant`; `conn` must own the schema)."""
     ran: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY, timeout=MIGRATION_TIMEOUT_SECONDS)
+    step = "schema_migrations"
     try:
-        await conn.execute(CREATE_MIGRATIONS_TABLE, timeout=MIGRATION_TIMEOUT_SECONDS)
+        if not await conn.fetchval(MIGRATIONS_TABLE_EXISTS, timeout=MIGRATION_TIMEOUT_SECONDS):
+            await conn.execute(CREATE_MIGRATIONS_TABLE, timeout=MIGRATION_TIMEOUT_SECONDS)
         rows = await conn.fetch(SELECT_APPLIED, timeout=MIGRATION_TIMEOUT_SECONDS)
         applied: dict[int, str] = dict(rows)  # (version, checksum) rows
         for version, name, sql in migration_files():
@@ -74,11 +84,21 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
                 if applied[version] != checksum:
                     raise MigrationError(f"migration {name} changed after it was applied; add a new one instead")
                 continue
+            step = name
             async with conn.transaction():
                 await conn.execute(sql, timeout=MIGRATION_TIMEOUT_SECONDS)
                 await conn.execute(INSERT_APPLIED, version, name, checksum, timeout=MIGRATION_TIMEOUT_SECONDS)
             log.info("applied migration %s", name)
             ran.append(name)
+        if grant_to is not None:
+            step = f"the grants to {grant_to}"
+            await database_roles.grant(conn, grant_to, wait_seconds=MIGRATION_TIMEOUT_SECONDS)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        role = await conn.fetchval("SELECT current_user")
+        raise MigrationError(
+            f"database role {role} may not apply {step} ({exc}); migrations run as the role that owns the "
+            "schema: set TELEROOM_MIGRATION_DATABASE_URL to its URL (docs/operations.md, Database roles)"
+        ) from exc
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY, timeout=MIGRATION_TIMEOUT_SECONDS)
     return ran
@@ -170,7 +190,7 @@ def _running(pid: int | None) -> bool:
 
 @contextlib.contextmanager
 def database_url(data_dir: Path, url: str | None) -> Iterator[str]:
-    """Yield a connection URL: `url` when given, else the embedded server's (stopped on exit)."""
+    """Yield a connection URL: `url` when given, else the embedded server's superuser's (stopped on exit)."""
     if url:
         yield url
         return
@@ -180,6 +200,69 @@ def database_url(data_dir: Path, url: str | None) -> Iterator[str]:
         yield uri
     finally:
         embedded.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class Urls:
+    """Where requests connect, and where migrations do (the schema's owner); one URL may do both."""
+
+    requests: str
+    migrations: str
+    embedded: EmbeddedPostgres | None = None  # the server this process started, when it is embedded
+
+
+@contextlib.asynccontextmanager
+async def connection_urls(
+    data_dir: Path, url: str | None, migration_url: str | None, *, wait_seconds: float
+) -> AsyncIterator[Urls]:
+    """`url` for requests and `migration_url` (else `url`) for migrations; with no `url`, the embedded
+    server's request and owner roles (`database_roles.prepare_embedded`), the server stopped on exit."""
+    if url:
+        yield Urls(requests=url, migrations=migration_url or url)
+        return
+    embedded = EmbeddedPostgres(data_dir)
+    started = time.monotonic()
+    superuser_url = await asyncio.to_thread(embedded.start)
+    try:
+        conn = await asyncpg.connect(superuser_url, timeout=wait_seconds)
+        try:
+            await database_roles.prepare_embedded(conn, lock_key=MIGRATION_LOCK_KEY)
+        finally:
+            await conn.close()
+        log.info("embedded PostgreSQL ready in %.2fs under %s", time.monotonic() - started, data_dir)
+        yield Urls(
+            requests=database_roles.with_user(superuser_url, database_roles.REQUEST_ROLE),
+            migrations=database_roles.with_user(superuser_url, database_roles.OWNER_ROLE),
+            embedded=embedded,
+        )
+    finally:
+        embedded.stop()
+
+
+async def migrate_for(pool: asyncpg.Pool, migrations_url: str, *, wait_seconds: float) -> list[str]:
+    """Apply pending migrations as the schema's owner (`migrations_url`), then grant the role `pool`
+    connects as what requests need (nothing to grant when one role does both). Returns what ran."""
+    request_role: str = await pool.fetchval("SELECT current_user")
+    conn = await asyncpg.connect(migrations_url, timeout=wait_seconds, server_settings={"timezone": "UTC"})
+    try:
+        owner: str = await conn.fetchval("SELECT current_user")
+        return await migrate(conn, grant_to=None if owner == request_role else request_role)
+    finally:
+        await conn.close()
+
+
+async def check_request_role(pool: asyncpg.Pool, *, wait_seconds: float) -> list[str]:
+    """Warn (once, at start) when the role serving requests could rewrite the audit trail; returns why."""
+    found = await database_roles.risks(pool, wait_seconds=wait_seconds)
+    if found:
+        role = await pool.fetchval("SELECT current_user")
+        log.warning(
+            "database role %s serves requests but %s, so the audit trail's append-only rule does not bind it; "
+            "see docs/operations.md, Database roles",
+            role,
+            " and ".join(found),
+        )
+    return found
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

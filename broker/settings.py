@@ -310,6 +310,17 @@ class Settings:
         summary="use this PostgreSQL 14+ instead of the embedded one",
         details="PostgreSQL 14+ connection URL. Unset: the embedded database in the data directory.",
     )
+    migration_database_url: str | None = setting(
+        "TELEROOM_MIGRATION_DATABASE_URL",
+        OptionalText("`postgresql://` URL"),
+        None,
+        shown_default="unset: `DATABASE_URL`",
+        summary="the schema owner's URL, for migrations only; requests use `DATABASE_URL`",
+        details="URL of the role that owns Teleroom's tables, used only to apply migrations and to grant "
+        "`DATABASE_URL`'s role what requests need, so that role owns nothing and cannot rewrite the audit "
+        "trail (see *Database roles*). Unset: `DATABASE_URL` does both, and its role, owning the tables, "
+        "could. Needs `DATABASE_URL`; the embedded database creates its own two roles.",
+    )
     database_timeout_seconds: int = setting(
         "TELEROOM_DATABASE_TIMEOUT_SECONDS",
         Integer(1, 600),
@@ -487,6 +498,16 @@ class Settings:
         details="a file whose first line is the SMTP password, for secrets mounted as files (Kubernetes, "
         "Compose); it wins over a password in `TELEROOM_SMTP_URL`.",
     )
+    smtp_ca_file: Path | None = setting(
+        "TELEROOM_SMTP_CA_FILE",
+        OptionalFile(),
+        None,
+        shown_default="unset: the system's CAs",
+        summary="PEM file of the CA the SMTP server's certificate is checked against (a private CA)",
+        details="a PEM file of the certificate authority the SMTP server's certificate is verified against, "
+        "for a server with a private CA. Unset: the system's CAs. Verification is never turned off; a relay "
+        "without TLS must be asked for explicitly with `?starttls=off` in `TELEROOM_SMTP_URL`.",
+    )
     mail_from: str = setting(
         "TELEROOM_MAIL_FROM",
         Text("`Name <address>` or an address"),
@@ -574,6 +595,8 @@ class Settings:
             declaration.check(getattr(self, declaration.field))
         if self.turn_secret and not self.turn_urls:
             raise SettingsError("TELEROOM_TURN_SECRET is set but TELEROOM_TURN_URLS is empty")
+        if self.migration_database_url and not self.database_url:
+            raise SettingsError("TELEROOM_MIGRATION_DATABASE_URL is set but DATABASE_URL is not")
 
     @property
     def origin(self) -> str:

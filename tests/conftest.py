@@ -9,13 +9,14 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from broker import database
+from broker import database, database_roles
 from broker.app import create_app
 from broker.clock import Clock
 from broker.settings import Settings
@@ -27,6 +28,23 @@ ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 # flood control sets its own small limit.
 BOOKING_ATTEMPTS_PER_HOUR = 1000
 TEMPLATE_DB = "teleroom_template"
+# As in production, the app under test migrates as the schema's owner and serves requests as a role
+# that owns nothing (docs/operations.md, *Database roles*). Own names, so a DATABASE_URL server's
+# real roles are never touched; the password only matters where that server asks for one.
+OWNER_ROLE = "teleroom_test_owner"
+REQUEST_ROLE = "teleroom_test_app"
+ROLE_PASSWORD = "teleroom-test-role-password"
+
+
+def as_role(url: str, role: str) -> str:
+    """`url` connecting as one of the test roles."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}:{quote(ROLE_PASSWORD, safe='')}@{host}"))
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
 
 
 @pytest.fixture(scope="session")
@@ -58,18 +76,24 @@ def embedded_data_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def template_url(pg_url: str) -> str:
-    """A database migrated once, copied for every test (CREATE DATABASE ... TEMPLATE is fast)."""
+    """A database migrated once, copied for every test (CREATE DATABASE ... TEMPLATE is fast).
+
+    Owned by the test owner role, which migrates it and grants the test request role, as a node does."""
 
     async def build() -> None:
         conn = await asyncpg.connect(pg_url)
         try:
+            async with conn.transaction():  # test sessions sharing a DATABASE_URL server start at once
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", database.MIGRATION_LOCK_KEY)
+                for role in (OWNER_ROLE, REQUEST_ROLE):
+                    await database_roles.ensure_role(conn, role, password=ROLE_PASSWORD)
             await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
-            await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+            await conn.execute(f"CREATE DATABASE {TEMPLATE_DB} OWNER {OWNER_ROLE}")
         finally:
             await conn.close()
-        conn = await asyncpg.connect(with_database(pg_url, TEMPLATE_DB))
+        conn = await asyncpg.connect(as_role(with_database(pg_url, TEMPLATE_DB), OWNER_ROLE))
         try:
-            await database.migrate(conn)
+            await database.migrate(conn, grant_to=REQUEST_ROLE)
         finally:
             await conn.close()
 
@@ -79,13 +103,14 @@ def template_url(pg_url: str) -> str:
 
 @pytest.fixture
 async def database_url(pg_url: str, template_url: str) -> AsyncIterator[str]:
+    """A copy of the template for this test, connecting as the request role (what DATABASE_URL is)."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     conn = await asyncpg.connect(pg_url)
     try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB} OWNER {OWNER_ROLE}")
     finally:
         await conn.close()
-    yield with_database(pg_url, name)
+    yield as_role(with_database(pg_url, name), REQUEST_ROLE)
     conn = await asyncpg.connect(pg_url)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -94,17 +119,24 @@ async def database_url(pg_url: str, template_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+def migration_database_url(database_url: str) -> str:
+    """The same database as its owner (what TELEROOM_MIGRATION_DATABASE_URL is)."""
+    return as_role(database_url, OWNER_ROLE)
+
+
+@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, migration_database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         host="127.0.0.1",
         port=free_port(),
         data_dir=tmp_path,
         database_url=database_url,
+        migration_database_url=migration_database_url,
         admin_token=ADMIN_TOKEN,
         allow_private_calendar_urls=True,
         booking_attempts_per_hour=BOOKING_ATTEMPTS_PER_HOUR,
@@ -137,8 +169,8 @@ async def api(http: aiohttp.ClientSession, base_url: str) -> Api:
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection, for asserting what was (and was not) written."""
-    conn = await asyncpg.connect(database_url)
+async def db(pg_url: str, database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection as the server's superuser, for asserting what was (and was not) written."""
+    conn = await asyncpg.connect(with_database(pg_url, database_name(database_url)))
     yield conn
     await conn.close()
