@@ -9,6 +9,9 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -334,8 +337,23 @@ async def test_weak_password_is_422_and_leaves_the_link_usable(api: Api) -> None
     assert status == 200
 
 
-async def test_forgot_password_prints_a_marked_link_and_answers_the_same_for_unknown_emails(
-    api: Api, browser_http: Browserish, capfd: pytest.CaptureFixture[str]
+async def reset_link_emailed(settings: Settings, address: str) -> str:
+    """The reset link in the email to `address` (no SMTP in tests: the .eml files under the data dir)."""
+    folder = settings.data_dir / "mail"
+    async with asyncio.timeout(15):
+        while True:
+            for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
+                message = message_from_bytes(path.read_bytes(), policy=email_policy.default)
+                if message["To"] == address and message["Subject"] == "Reset your password":
+                    assert isinstance(message, EmailMessage)
+                    body = message.get_body(("plain",))
+                    assert body is not None
+                    return next(w for w in body.get_content().split() if "/reset#t=" in w)
+            await asyncio.sleep(0.1)
+
+
+async def test_forgot_password_emails_a_link_and_answers_the_same_for_unknown_emails(
+    api: Api, browser_http: Browserish, settings: Settings, capfd: pytest.CaptureFixture[str]
 ) -> None:
     therapist = await therapist_with_password(api)
     pages = []
@@ -348,13 +366,12 @@ async def test_forgot_password_prints_a_marked_link_and_answers_the_same_for_unk
             pages.append(re.sub(r'value="[^"]*"', "", await resp.text()))
     assert pages[0] == pages[1]
 
+    url = await reset_link_emailed(settings, therapist["email"])
     err = capfd.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("TELEROOM-PASSWORD-LINK")]
-    assert len(lines) == 1, err
-    assert therapist["email"] not in err
-    assert f"therapist={therapist['id']}" in lines[0]
-    url = lines[0].rsplit("link=", 1)[1]
-    assert urlsplit(url).path == "/reset"
+    assert therapist["email"] not in err and url not in err  # the log names ids only
+    assert urlsplit(url).path == "/reset" and urlsplit(url).fragment.startswith("t=trr_")
+    emails = list((settings.data_dir / "mail").glob("*.eml"))
+    assert not any(b"nobody@example.org" in p.read_bytes() for p in emails)
     status, _ = await choose_password(api, link_secret(url), "a brand new password")
     assert status == 200
     status, _, _ = await browser_http.login(therapist["email"], "a brand new password")
@@ -362,7 +379,7 @@ async def test_forgot_password_prints_a_marked_link_and_answers_the_same_for_unk
 
 
 async def test_choosing_a_new_password_ends_other_sessions(
-    api: Api, browser_http: Browserish, other_browser: Browserish, capfd: pytest.CaptureFixture[str]
+    api: Api, browser_http: Browserish, other_browser: Browserish, settings: Settings
 ) -> None:
     therapist = await therapist_with_password(api)
     await browser_http.login(therapist["email"], PASSWORD)
@@ -371,8 +388,8 @@ async def test_choosing_a_new_password_ends_other_sessions(
         other_browser.base + "/forgot", data={"email": therapist["email"], "csrf_token": token}
     ) as resp:
         assert resp.status == 200
-    line = next(x for x in capfd.readouterr().err.splitlines() if x.startswith("TELEROOM-PASSWORD-LINK"))
-    status, _ = await choose_password(api, link_secret(line.rsplit("link=", 1)[1]), "another fine password")
+    url = await reset_link_emailed(settings, therapist["email"])
+    status, _ = await choose_password(api, link_secret(url), "another fine password")
     assert status == 200
     status, _ = await browser_http.call("GET", "/api/v1/session")
     assert status == 401

@@ -17,6 +17,7 @@ from broker import audit, therapists
 from broker.clock import CLOCK
 from broker.database import POOL
 from broker.http.ratelimit import client_address
+from broker.sealing import SEALER
 from broker.settings import SETTINGS
 from web import csrf, password_links, passwords, sessions, throttle
 from web.cookie_auth import ended_message, session_principal
@@ -25,7 +26,7 @@ from web.render import render
 log = logging.getLogger("teleroom.accounts")
 
 # Where a login may lead back to: our own therapist pages only, never another site.
-_NEXT = re.compile(r"^/(dashboard(/clients(/[0-9a-fA-F-]{36})?)?|room/[0-9a-fA-F-]{36})$")
+_NEXT = re.compile(r"^/(dashboard(/clients(/[0-9a-fA-F-]{36})?|/messages|/webhooks)?|room/[0-9a-fA-F-]{36})$")
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
 
 LOGIN_FAILED = "That email and password do not match an account. Check both and try again."
@@ -192,11 +193,8 @@ async def forgot(request: web.Request) -> web.Response:
         therapist = await therapists.by_email(pool, email)
         if therapist is not None:
             async with pool.acquire() as conn:
-                secret = await password_links.issue(conn, therapist.id, "reset", now)
-            log.warning("password reset link issued for therapist %s", therapist.id)
-            password_links.announce(
-                therapist.id, "reset", password_links.url(request.app[SETTINGS].origin, "reset", secret)
-            )
+                await password_links.issue_reset_by_email(conn, request.app[SEALER], therapist.id, now)
+            log.warning("password reset link issued and emailed to therapist %s", therapist.id)
     else:
         log.warning("password reset requests throttled")
     return _forgot_page(request, sent=True)

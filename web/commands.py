@@ -1,8 +1,9 @@
 """The web package's subcommand of `teleroom` (`broker.cli` calls `add_commands`).
 
-`teleroom password-link --slug ...` issues a fresh one-time link for a therapist who lost theirs
-(there is no mailer yet). The invite link `teleroom therapist add` prints comes from the hook
-the API runs too, `web.password_links.invite_on_create`, which `broker.cli` hands to that command.
+`teleroom password-link --slug ...` prints a fresh one-time link for a therapist who lost theirs:
+the operator's fallback when email does not reach them (the API and /forgot email the link). The
+invite link `teleroom therapist add` prints comes from `web.password_links.invite_on_create`,
+which `broker.cli` hands to that command.
 """
 
 from __future__ import annotations

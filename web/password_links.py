@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sys
 import uuid
 from typing import Literal
 
@@ -20,8 +19,10 @@ import msgspec
 from broker import credentials
 from broker.database import Executor, record_to
 from broker.errors import Gone, NotFound
+from broker.mail import notices as mail_notices
+from broker.sealing import Sealer
 from broker.settings import Settings
-from broker.therapists import NewTherapist
+from broker.therapists import NewTherapist, TherapistCreatedHook
 from web import passwords
 
 log = logging.getLogger("teleroom.accounts")
@@ -30,7 +31,7 @@ Purpose = Literal["invite", "reset"]
 PREFIX: dict[Purpose, str] = {"invite": credentials.INVITE_LINK, "reset": credentials.RESET_LINK}
 LIFETIME: dict[Purpose, dt.timedelta] = {
     "invite": dt.timedelta(days=7),
-    # Longer than the usual hour: there is no mailer yet, so a person has to pass the link on.
+    # Longer than the usual hour: an operator without SMTP passes the link on from the .eml file.
     "reset": dt.timedelta(hours=24),
 }
 
@@ -87,6 +88,34 @@ async def invite_on_create(
     return msgspec.structs.replace(created, invite_url=url(settings.origin, "invite", secret))
 
 
+def invite_by_email(sealer: Sealer) -> TherapistCreatedHook:
+    """THERAPIST_CREATED hook of the API: the invite link, in the answer and in an email to the
+    therapist queued in the same transaction (its secret sealed, see `broker.mail.notices`)."""
+
+    async def hook(
+        conn: asyncpg.Connection, settings: Settings, created: NewTherapist, now: dt.datetime
+    ) -> NewTherapist:
+        secret = await issue(conn, created.therapist.id, "invite", now)
+        await mail_notices.queue_password_link(
+            conn, sealer, created.therapist.id, "invite", secret, now + LIFETIME["invite"], now
+        )
+        log.info("invite link issued and emailed to therapist %s", created.therapist.id)
+        return msgspec.structs.replace(created, invite_url=url(settings.origin, "invite", secret))
+
+    return hook
+
+
+async def issue_reset_by_email(
+    conn: asyncpg.Connection, sealer: Sealer, therapist_id: uuid.UUID, now: dt.datetime
+) -> None:
+    """A reset link emailed to the therapist: the link and its email in one transaction."""
+    async with conn.transaction():
+        secret = await issue(conn, therapist_id, "reset", now)
+        await mail_notices.queue_password_link(
+            conn, sealer, therapist_id, "reset", secret, now + LIFETIME["reset"], now
+        )
+
+
 def _check_open(link: Link | None, now: dt.datetime) -> Link:
     if link is None:
         raise NotFound(code="link_unknown", detail="This link is not valid. Check that you copied all of it.")
@@ -115,17 +144,3 @@ async def use(conn: asyncpg.Connection, secret: str, now: dt.datetime) -> Link:
         _check_open(await _find(conn, digest), now)
         raise Gone("This link has already been used.", code="link_used")  # spent between the two reads
     return record_to(Link, row)
-
-
-def announce(therapist_id: uuid.UUID, purpose: Purpose, link: str) -> None:
-    """There is no mailer yet: print the link on the server's stderr, in one clearly marked line.
-
-    The log itself (which may be shipped elsewhere) only says that a link was issued, for which
-    therapist id; this line goes to the operator's terminal or journal, never to the access log.
-    """
-    print(
-        f"TELEROOM-PASSWORD-LINK (no mailer configured; pass this to the therapist yourself) "
-        f"purpose={purpose} therapist={therapist_id} link={link}",
-        file=sys.stderr,
-        flush=True,
-    )
