@@ -197,6 +197,9 @@ async def test_therapist_registers_a_webhook_and_sends_a_delivery_again(
     await check_page_at_widths(page, "webhooks-secret", shoot=False)
     await secret_box.get_by_role("button", name="I have saved it, hide the secret").click()
     await expect(secret_box).to_be_hidden()
+    await page.reload()
+    await expect(page.locator('#endpoints[aria-busy="false"]')).to_be_attached()
+    assert secret not in await page.content(), "the secret is shown once"
 
     endpoint = page.locator("article.endpoint").filter(has_text="Practice software")
     await expect(endpoint).to_contain_text("On")
@@ -240,7 +243,7 @@ async def test_therapist_registers_a_webhook_and_sends_a_delivery_again(
     assert page_errors(request) == []
 
 
-async def test_a_receiver_that_is_gone_switches_the_endpoint_off_and_the_message_shows_as_failed(
+async def test_a_gone_receiver_switches_the_endpoint_off_which_the_therapist_switches_on_rotates_and_deletes(
     api: Api, clock: Clock, therapist_page: Page, receiver: Receiver, request: pytest.FixtureRequest
 ) -> None:
     therapist, session_type = await therapist_with_a_type(api)
@@ -275,4 +278,35 @@ async def test_a_receiver_that_is_gone_switches_the_endpoint_off_and_the_message
     await expect(failed.locator("tbody tr")).to_have_count(1)
     await expect(failed.locator("tbody tr")).to_contain_text("410")
     await check_page_at_widths(page, "messages-failed", shoot=False)
+
+    # Back on Webhooks: switch it on again, rotate its secret, and delete it after confirming.
+    await page.get_by_role("navigation", name="Account").get_by_role("link", name="Webhooks").click()
+    await endpoint.get_by_role("button", name="Switch on Old system").click()
+    await expect(page.locator("#endpoints-message")).to_have_text("Old system is switched on.")
+    await expect(endpoint.get_by_role("heading", level=3)).to_contain_text("On")
+    await expect(endpoint).not_to_contain_text("Not sending")
+
+    await endpoint.get_by_role("button", name="Rotate secret of Old system").click()
+    secret_box = page.get_by_role("region", name="Signing secret")
+    await expect(secret_box).to_contain_text("signs with both the old and the new secret")
+    rotated = await secret_box.get_by_label("Secret").input_value()
+    assert rotated.startswith("whsec_")
+    await expect(endpoint).to_contain_text("The previous secret also signs until")
+    await secret_box.get_by_role("button", name="I have saved it, hide the secret").click()
+    await expect(secret_box).to_be_hidden()
+    await expect(page.locator("#secret-value")).to_have_value("")  # not left in the page either
+
+    await endpoint.get_by_role("button", name="Delete Old system").click()
+    confirm = endpoint.get_by_role("button", name="Yes, delete endpoint")
+    await expect(confirm).to_be_focused()
+    await endpoint.get_by_role("button", name="Keep it").click()
+    await expect(confirm).to_be_hidden()
+    await endpoint.get_by_role("button", name="Delete Old system").click()
+    await confirm.click()
+    await expect(page.locator("#endpoints-message")).to_have_text("Old system is deleted.")
+    await expect(page.locator("#endpoints")).to_contain_text("No endpoints yet")
+    status, listed = await api.call(
+        "GET", f"/api/v1/therapists/{therapist['slug']}/webhooks", token=therapist["api_token"]
+    )
+    assert status == 200 and listed["webhooks"] == [], listed
     assert page_errors(request) == []
