@@ -74,6 +74,10 @@ class Receiver:
         async with self.arrived:
             self.received.append(delivery)
             self.arrived.notify_all()
+        if request.path == "/slow":
+            await asyncio.sleep(2)
+        if 300 <= status < 400:
+            return web.Response(status=status, headers={"Location": "/elsewhere"})
         return web.Response(status=status, text="thanks " * 1000)
 
     def url(self, path: str = "/hook") -> str:
@@ -495,3 +499,52 @@ async def test_secrets_never_reach_the_log(
     for secret in (hook["secret"], rotated["secret"]):
         assert secret not in logged and secret.removeprefix("whsec_") not in logged
     assert CLIENT["email"] not in logged
+
+
+async def test_redirects_are_not_followed_and_a_silent_receiver_times_out(
+    server: TestServer, api: Api, clock: Clock, receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    therapist, session_type = await api.ready_therapist()
+    receiver.statuses["/moved"] = [307]
+    moved = await register(api, therapist, receiver.url("/moved"))
+    await book(api, therapist, session_type, next_grid_start(clock.now() + dt.timedelta(days=2), 60))
+    await receiver.wait("/moved", 1)
+    [logged] = await log_when(api, therapist, moved, retrying)
+    assert (logged["last_status"], logged["last_error"]) == (307, "HTTP 307")
+    assert receiver.at("/elsewhere") == []
+
+    slow = await register(api, therapist, receiver.url("/slow"), ["booking.cancelled"])
+    [row] = await db.fetch("SELECT id FROM outbox WHERE endpoint_id = $1", uuid.UUID(moved["id"]))
+    message = await outbox.get(db, row["id"])
+    await db.execute("UPDATE outbox SET endpoint_id = $1 WHERE id = $2", uuid.UUID(slow["id"]), message.id)
+    impatient = WebhookSender(lambda: server.app[POOL], server.app[SEALER], clock.now, allow_private=True, timeout=0.5)
+    try:
+        outcome = await impatient.send(await outbox.get(db, message.id))
+    finally:
+        await impatient.close()
+    assert (outcome.delivered, outcome.permanent, outcome.error) == (False, False, "no answer within 0.5 s")
+
+
+async def test_a_changed_address_or_event_list_is_checked_like_a_new_one(api: Api, receiver: Receiver) -> None:
+    therapist = await api.therapist()
+    hook = await register(api, therapist, receiver.url())
+    path = f"/api/v1/therapists/{therapist['slug']}/webhooks/{hook['id']}"
+    for body, code in (
+        ({"url": "http://169.254.169.254/latest/"}, "webhook_url_refused"),
+        ({"events": ["booking.created", "booking.teleported"]}, "unknown_event"),
+        ({"enabled": "yes"}, "invalid_input"),
+    ):
+        status, problem = await api.call("PATCH", path, token=therapist["api_token"], json=body)
+        assert (status, problem["code"]) == (422, code), (body, problem)
+    status, changed = await api.call(
+        "PATCH",
+        path,
+        token=therapist["api_token"],
+        json={"events": ["series.cancelled", "booking.created", "booking.created"], "description": None},
+    )
+    assert status == 200, changed
+    assert (changed["events"], changed["description"], changed["url"]) == (
+        ["booking.created", "series.cancelled"],
+        None,
+        receiver.url(),
+    )
