@@ -106,7 +106,6 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         app[DATABASE_URL] = urls.requests
         async with database.open_pool(urls.requests, wait_seconds=timeout) as pool:
             await database.migrate_for(pool, urls.migrations, wait_seconds=timeout)
-            await database.check_request_role(pool, wait_seconds=timeout)
             await admin_tokens.ensure_admin_token(pool, settings)
             app[POOL] = pool
             health = app[database.HEALTH] = database.Health()

@@ -241,28 +241,24 @@ async def connection_urls(
 
 async def migrate_for(pool: asyncpg.Pool, migrations_url: str, *, wait_seconds: float) -> list[str]:
     """Apply pending migrations as the schema's owner (`migrations_url`), then grant the role `pool`
-    connects as what requests need (nothing to grant when one role does both). Returns what ran."""
+    connects as what requests need (nothing to grant when one role does both), and warn when that
+    role could still rewrite the audit trail (docs/operations.md, *Database roles*). Returns what ran."""
     request_role: str = await pool.fetchval("SELECT current_user")
     conn = await asyncpg.connect(migrations_url, timeout=wait_seconds, server_settings={"timezone": "UTC"})
     try:
         owner: str = await conn.fetchval("SELECT current_user")
-        return await migrate(conn, grant_to=None if owner == request_role else request_role)
+        ran = await migrate(conn, grant_to=None if owner == request_role else request_role)
+        exposed = await database_roles.risks(conn, request_role, wait_seconds=wait_seconds)
     finally:
         await conn.close()
-
-
-async def check_request_role(pool: asyncpg.Pool, *, wait_seconds: float) -> list[str]:
-    """Warn (once, at start) when the role serving requests could rewrite the audit trail; returns why."""
-    found = await database_roles.risks(pool, wait_seconds=wait_seconds)
-    if found:
-        role = await pool.fetchval("SELECT current_user")
+    if exposed:
         log.warning(
             "database role %s serves requests but %s, so the audit trail's append-only rule does not bind it; "
             "see docs/operations.md, Database roles",
-            role,
-            " and ".join(found),
+            request_role,
+            " and ".join(exposed),
         )
-    return found
+    return ran
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

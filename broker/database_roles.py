@@ -14,7 +14,6 @@ change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -124,36 +123,38 @@ async def grant(conn: asyncpg.Connection, role: str, *, wait_seconds: float) -> 
 
 # --- what the request role could still do ------------------------------------------------------------
 
+# About role $1: its attributes, whether it owns any relation of the schema, and which of the
+# append-only tables ($2) it may change or act as the owner of (an owner may disable their triggers).
 RISKS = """
 SELECT r.rolsuper AS superuser, r.rolbypassrls AS bypassrls,
-       coalesce(array_agg(c.relname ORDER BY c.relname) FILTER (WHERE pg_has_role(r.oid, c.relowner, 'MEMBER')), '{}')
-           AS owned,
-       coalesce(array_agg(c.relname ORDER BY c.relname) FILTER (
-           WHERE has_table_privilege(r.oid, c.oid, 'UPDATE') OR has_table_privilege(r.oid, c.oid, 'DELETE')
-              OR has_table_privilege(r.oid, c.oid, 'TRUNCATE')), '{}') AS changeable
+       EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relowner = r.oid)
+           AS owns,
+       ARRAY(SELECT c.relname FROM pg_class c
+             WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($2::text[])
+               AND (pg_has_role(r.oid, c.relowner, 'MEMBER') OR has_table_privilege(r.oid, c.oid, 'UPDATE')
+                    OR has_table_privilege(r.oid, c.oid, 'DELETE') OR has_table_privilege(r.oid, c.oid, 'TRUNCATE'))
+             ORDER BY c.relname) AS exposed
 FROM pg_roles r
-LEFT JOIN pg_class c ON c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
-WHERE r.rolname = current_user
-GROUP BY r.oid, r.rolsuper, r.rolbypassrls
+WHERE r.rolname = $1
 """
+APPEND_ONLY = sorted(name for name, allowed in PRIVILEGES.items() if allowed == APPEND)
 
 
-async def risks(executor: asyncpg.Pool | asyncpg.Connection, *, wait_seconds: float) -> list[str]:
-    """What the connected role could do that requests must not: empty when it is least-privileged.
+async def risks(conn: asyncpg.Connection, role: str, *, wait_seconds: float) -> list[str]:
+    """What `role` could do that requests must not: empty when it is least-privileged.
 
-    Reasons read after the role's name ("is a superuser")."""
-    row = await executor.fetchrow(RISKS, timeout=wait_seconds)
+    Asked on any connection (the migrating one, warm after `grant`); reasons read after the role's
+    name ("is a superuser")."""
+    row = await conn.fetchrow(RISKS, role, APPEND_ONLY, timeout=wait_seconds)
     found: list[str] = []
     if row["superuser"]:
         found.append("is a superuser")
     if row["bypassrls"]:
         found.append("bypasses row security")
-    owned: Sequence[str] = row["owned"]
-    if owned:  # an owner may disable a table's triggers
-        found.append(f"owns {len(owned)} tables (or may act as their owner)")
-    append_only = [name for name, allowed in PRIVILEGES.items() if "INSERT" in allowed and allowed <= APPEND]
-    if changeable := [name for name in row["changeable"] if name in append_only]:
-        found.append(f"may update, delete or truncate {', '.join(changeable)}")
+    if row["owns"]:
+        found.append("owns tables")
+    if row["exposed"]:
+        found.append(f"may update, delete, truncate or disable the triggers of {', '.join(row['exposed'])}")
     return found
 
 

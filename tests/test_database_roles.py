@@ -88,7 +88,7 @@ async def test_request_role_is_no_superuser_and_owns_nothing(requests_conn: asyn
         REQUEST_ROLE,
     )
     assert owned == 0
-    assert await database_roles.risks(requests_conn, wait_seconds=5) == []
+    assert await database_roles.risks(requests_conn, REQUEST_ROLE, wait_seconds=5) == []
     with pytest.raises(asyncpg.InsufficientPrivilegeError):  # nor can it create objects of its own
         await requests_conn.execute("CREATE TABLE mine (id int)")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):  # nor record a migration as applied
@@ -183,7 +183,10 @@ async def test_one_url_for_both_serves_but_says_the_audit_trail_is_exposed(
     finally:
         await srv.close()
     warnings = [r.getMessage() for r in caplog.records if "Database roles" in r.getMessage()]
-    assert len(warnings) == 1 and f"database role {OWNER_ROLE} serves requests but owns" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and f"database role {OWNER_ROLE} serves requests but owns tables and may update" in warnings[0]
+    )
 
 
 # --- a clinic's own PostgreSQL, set up as docs/operations.md says -------------------------------------
@@ -243,7 +246,8 @@ async def test_the_documented_setup_serves_requests_as_a_role_that_cannot_touch_
         try:
             pool = srv.app[POOL]
             assert await pool.fetchval("SELECT current_user") == app_role
-            assert await database_roles.risks(pool, wait_seconds=5) == []
+            async with pool.acquire() as conn:
+                assert await database_roles.risks(conn, app_role, wait_seconds=5) == []
             async with aiohttp.ClientSession() as http:
                 assert (await Api(http, f"http://127.0.0.1:{port}", ADMIN_TOKEN).therapist())["slug"]
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match=PERMISSION_DENIED):
@@ -286,7 +290,8 @@ async def test_embedded_database_serves_requests_as_the_request_role_and_adopts_
         try:
             pool = app[POOL]
             assert await pool.fetchval("SELECT current_user") == database_roles.REQUEST_ROLE
-            assert await database_roles.risks(pool, wait_seconds=5) == []
+            async with pool.acquire() as conn:
+                assert await database_roles.risks(conn, database_roles.REQUEST_ROLE, wait_seconds=5) == []
             await pool.execute(AUDIT_ROW)
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match=PERMISSION_DENIED):
                 await pool.execute("DELETE FROM audit_events")
