@@ -19,6 +19,7 @@ most a little of the answer is read, and the address passes the guard again on e
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -27,6 +28,7 @@ import ipaddress
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -103,6 +105,7 @@ class WebhookSender:
         self._allow_private = allow_private
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._lookups: dict[uuid.UUID, asyncio.Task[webhooks.Signing | None]] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -117,10 +120,20 @@ class WebhookSender:
             )
         return self._session
 
+    async def _signing(self, endpoint_id: uuid.UUID) -> webhooks.Signing | None:
+        """The endpoint as it is now; sends to one endpoint at the same moment share one query (a batch
+        of deliveries to one receiver would otherwise each ask), and none is answered from an old one."""
+        lookup = self._lookups.get(endpoint_id)
+        if lookup is None:
+            lookup = asyncio.create_task(webhooks.signing(self._pool(), endpoint_id))
+            self._lookups[endpoint_id] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(endpoint_id, None))
+        return await asyncio.shield(lookup)
+
     async def send(self, message: Message) -> Outcome:
         if message.endpoint_id is None:
             return Outcome(False, error="not a webhook message", permanent=True)
-        target = await webhooks.signing(self._pool(), message.endpoint_id)
+        target = await self._signing(message.endpoint_id)
         if target is None:
             return Outcome(False, error="endpoint deleted", permanent=True)
         if not target.enabled:
