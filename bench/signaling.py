@@ -1,6 +1,7 @@
 """Signaling relay latency and memory per idle connection, next to the PeerJS server, in one run.
 
     python -m bench.signaling [--rooms 500] [--rounds 20] [--idle 2000] [--relays local,postgres]
+                              [--scale 2500 [--join-rate 50]]
 
 Latency: in each of `--rooms` rooms a therapist and an admitted client (plain WebSocket clients,
 no WebRTC) play ping-pong with `signal` messages through our /ws, all rooms at once; every
@@ -8,6 +9,12 @@ round trip is timed. The PeerJS server (npm `peer`, `node_modules/.bin/peerjs`) 
 pattern between pairs of peers (OFFER one way, ANSWER back) on the same machine in the same run.
 Memory: `--idle` connections joined and left idle; the RSS growth of the server process divided
 by the number of connections, for us and for PeerJS.
+
+Scale (`--scale N`, ours only): the node comes to hold N rooms with both participants joined
+and the client admitted (2N sockets), joins arriving at `--join-rate` a second; every socket
+keeps answering pings and any `error`, `ended` or close counts as an error. Then the same
+ping-pong runs in `--rooms` of the held rooms while joins go on at the same rate in further rooms
+(each joined, then left), and its p99 is compared with the figure measured holding nothing else.
 
 Both servers run as separate processes on 127.0.0.1 and the same client code drives both, so
 the ratios compare the servers. To create hundreds of rooms quickly, the bench inserts
@@ -153,9 +160,16 @@ async def make_rooms(pool: asyncpg.Pool, n: int) -> list[tuple[uuid.UUID, dt.dat
     return rooms
 
 
-async def mint(pool: asyncpg.Pool, settings: Settings, room: uuid.UUID, role: tokens.Role, end: dt.datetime) -> str:
+async def mint(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    room: uuid.UUID,
+    role: tokens.Role,
+    end: dt.datetime,
+    keys: tokens.KeyRing | None = None,
+) -> str:
     minted = await tokens.mint_room_token(
-        pool, settings, booking_id=room, role=role, name="Bench", now=dt.datetime.now(dt.UTC), window_end=end
+        pool, settings, booking_id=room, role=role, name="Bench", now=dt.datetime.now(dt.UTC), window_end=end, keys=keys
     )
     return minted.token
 
@@ -259,11 +273,148 @@ async def bench_ours(relay: str, args: argparse.Namespace, base_url: str, tmp: s
             result["p99_ms"] = percentile(samples, 0.99) * 1000
             result["samples"] = len(samples)
             await asyncio.gather(*(ws.close() for t, c, _, _ in pairs for ws in (t, c)))
+            if args.scale:
+                await asyncio.sleep(1.0)
+                result.update(await scale(http, port, pool, settings, proc.pid, args))
         await pool.close()
     admin = await asyncpg.connect(base_url)
     await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     await admin.close()
     return result
+
+
+class Held:
+    """A joined socket that keeps reading (so it answers pings); relayed signals go to `inbox`, anything
+    else a held participant should never see (`error`, `ended`, a close) is counted in `errors`."""
+
+    def __init__(self, ws: Any, errors: list[str]) -> None:
+        self.ws = ws
+        self.errors = errors
+        self.inbox: asyncio.Queue[str] = asyncio.Queue()
+        self.leaving = False
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            if msg.data.startswith('{"type":"signal"'):
+                self.inbox.put_nowait(msg.data)
+            else:
+                self.errors.append(msg.data[:80])
+        if not self.leaving:
+            self.errors.append(f"closed with {self.ws.close_code}")
+
+    async def close(self) -> None:
+        self.leaving = True
+        await self.ws.close()
+        await self.reader
+
+
+async def held_ping_pong(a: Held, b: Held, to_b: str, to_a: str, rounds: int, samples: list[float]) -> None:
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await a.ws.send_str(to_b)
+        await b.inbox.get()
+        await b.ws.send_str(to_a)
+        await a.inbox.get()
+        samples.append(time.perf_counter() - started)
+
+
+async def scale(
+    http: aiohttp.ClientSession, port: int, pool: asyncpg.Pool, settings: Settings, pid: int, args: argparse.Namespace
+) -> dict[str, float]:
+    """Ping-pong in `args.rooms` held rooms three times: holding only them, holding `args.scale` rooms
+    (joined at `args.join_rate` joins a second), and holding those while joins go on; see the module doc."""
+    keys = tokens.KeyRing(secret=settings.signing_key_secret)
+    errors: list[str] = []
+    join_seconds: list[float] = []
+    rooms = await make_rooms(pool, args.scale)
+    extra = await make_rooms(pool, int(args.join_rate / 2 * 60))  # a minute of joins, more than the churn needs
+    before = rss_kib(pid)
+
+    async def hold(room: uuid.UUID, end: dt.datetime, leave: bool = False) -> tuple[Held, Held, str, str] | None:
+        started = time.perf_counter()
+        try:
+            t_token = await mint(pool, settings, room, "therapist", end, keys)
+            c_token = await mint(pool, settings, room, "client", end, keys)
+            t, c, t_id, c_id = await ours_room(http, port, room, t_token, c_token)
+        except (AssertionError, aiohttp.ClientError, OSError) as exc:
+            errors.append(f"join: {exc!r}"[:80])
+            return None
+        join_seconds.append((time.perf_counter() - started) / 2)
+        if leave:
+            await t.close()
+            await c.close()
+            return None
+        return Held(t, errors), Held(c, errors), t_id, c_id
+
+    async def paced(
+        todo: list[tuple[uuid.UUID, dt.datetime]], stop: asyncio.Event | None = None
+    ) -> list[tuple[Held, Held, str, str]]:
+        """A room (two joins) every 2/rate seconds, whatever the earlier ones are doing; with `stop`,
+        until it is set, each room left once joined."""
+        began = time.perf_counter()
+        started = []
+        for i, (room, end) in enumerate(todo):
+            if stop is not None and stop.is_set():
+                break
+            await asyncio.sleep(max(0.0, began + i * 2 / args.join_rate - time.perf_counter()))
+            started.append(asyncio.create_task(hold(room, end, leave=stop is not None)))
+        return [h for h in await asyncio.gather(*started) if h is not None]
+
+    async def measure(measured: list[tuple[Held, Held, str, str]]) -> list[float]:
+        await asyncio.sleep(1.0)
+        samples: list[float] = []
+        await asyncio.gather(
+            *(
+                held_ping_pong(t, c, _signal(c_id, "offer")(0), _signal(t_id, "answer")(0), args.rounds, samples)
+                for t, c, t_id, c_id in measured
+            )
+        )
+        return samples
+
+    began = time.perf_counter()
+    held = await paced(rooms[: args.rooms])
+    joining = time.perf_counter() - began
+    alone = await measure(held)
+    began = time.perf_counter()
+    held += await paced(rooms[args.rooms :])
+    joining += time.perf_counter() - began
+    await asyncio.sleep(1.0)
+    sockets = 2 * len(held)
+    kib = (rss_kib(pid) - before) / max(1, sockets)
+    holding = await measure(held[: args.rooms])
+
+    stop = asyncio.Event()
+    joined = len(join_seconds)
+    churning = asyncio.create_task(paced(extra, stop))
+    await asyncio.sleep(2.0)  # the churn is under way before the first sample
+    measured = time.perf_counter()
+    during = await measure(held[: args.rooms])
+    churn_rate = 2 * (len(join_seconds) - joined) / (time.perf_counter() - measured + 2.0)
+    stop.set()
+    await churning
+    for t, c, _, _ in held:
+        t.leaving = c.leaving = True  # from here on, peer-left and closes are the bench's own doing
+    await asyncio.gather(*(h.close() for t, c, _, _ in held for h in (t, c)))
+    for error in sorted(set(errors))[:5]:
+        print(f"  scale error: {error}")
+    return {
+        "scale_rooms": len(held),
+        "scale_sockets": sockets,
+        "scale_join_rate": sockets / joining,
+        "scale_join_p99_ms": percentile(join_seconds, 0.99) * 1000,
+        "scale_kib": kib,
+        "alone_p50_ms": statistics.median(alone) * 1000,
+        "alone_p99_ms": percentile(alone, 0.99) * 1000,
+        "scale_p50_ms": statistics.median(holding) * 1000,
+        "scale_p99_ms": percentile(holding, 0.99) * 1000,
+        "churn_p50_ms": statistics.median(during) * 1000,
+        "churn_p99_ms": percentile(during, 0.99) * 1000,
+        "scale_churn_rate": churn_rate,
+        "scale_errors": len(errors),
+    }
 
 
 SDP_LIKE = "v=0\r\n" + "a=candidate:1 1 udp 2130706431 192.0.2.2 50000 typ host\r\n" * 8
@@ -334,7 +485,7 @@ async def bench_peerjs(args: argparse.Namespace) -> dict[str, float]:
 
 async def main(args: argparse.Namespace) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, max(soft, 4 * args.idle + 4 * args.rooms + 1024))
+    want = min(hard, max(soft, 4 * args.idle + 4 * args.rooms + 4 * args.scale + 2048))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # children inherit it
     if not PEERJS.exists() or shutil.which("node") is None:
         sys.exit("node_modules/.bin/peerjs or node is missing: run `npm install` first")
@@ -358,6 +509,21 @@ async def main(args: argparse.Namespace) -> None:
             f"{label} vs PeerJS: p50 x{r['p50_ms'] / peer['p50_ms']:.2f}, p99 x{r['p99_ms'] / peer['p99_ms']:.2f}, "
             f"memory per idle connection x{r['idle_kib'] / peer['idle_kib']:.2f}"
         )
+    for label, r in rows[1:]:
+        if "scale_rooms" in r:
+            print(
+                f"{label}: {r['scale_rooms']:.0f} rooms held ({r['scale_sockets']:.0f} sockets) joined at "
+                f"{r['scale_join_rate']:.0f} joins/s (join p99 {r['scale_join_p99_ms']:.0f} ms), "
+                f"{r['scale_kib']:.1f} KiB a socket, errors {r['scale_errors']:.0f}"
+            )
+            print(f"  relay in {args.rooms} of them        {'p50 ms':>8} {'p99 ms':>8} {'p99 ratio':>10}")
+            for what, key in (
+                (f"holding {args.rooms} rooms", "alone"),
+                (f"holding {r['scale_rooms']:.0f} rooms", "scale"),
+                (f"and joins at {r['scale_churn_rate']:.0f}/s", "churn"),
+            ):
+                ratio = r[f"{key}_p99_ms"] / r["alone_p99_ms"]
+                print(f"  {what:<30} {r[f'{key}_p50_ms']:>8.2f} {r[f'{key}_p99_ms']:>8.2f} {ratio:>10.2f}")
 
 
 def cli() -> None:
@@ -366,6 +532,8 @@ def cli() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="round trips per room (under the rate limit's burst)")
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--relays", default="local,postgres")
+    parser.add_argument("--scale", type=int, default=0, help="rooms to hold for the scale run (0: none)")
+    parser.add_argument("--join-rate", type=float, default=50.0, help="joins a second in the scale run")
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "DATABASE_URL", "DATA_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

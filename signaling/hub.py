@@ -9,7 +9,9 @@ without waiting again is read back from there, so it holds across nodes and rest
 Every heartbeat the hub pings each connection with a fresh payload, behind what is queued for it;
 a connection that has not answered the previous ping with that payload is dropped. Only the pong
 counts: a client that keeps sending but never reads (so never sees the ping) is caught as surely as
-a dead one, and so is one whose outgoing frames have stopped draining.
+a dead one, and so is one whose outgoing frames have stopped draining. The rooms are pinged in
+`HEARTBEAT_SLICES` turns spread over the interval, so thousands of sockets never make one burst of
+pings (and of pongs coming back) that would hold up relaying.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import os
 import time
@@ -31,7 +34,7 @@ from broker import attendance
 from broker.tokens import RoomClaims
 from signaling import protocol as p
 from signaling.relay import Admit, Closed, Deliver, EndRoom, Event, Gone, Member, Present, Relay, Remove, Sync
-from signaling.websocket import WebSocket
+from signaling.websocket import OP_PING, WebSocket, frame
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ MAX_QUEUED_FRAMES = 256
 # How long a node remembers a room closed by a cancellation: a join admitted just before the
 # cancellation committed is ended when it arrives (tokens minted before it live about two minutes).
 CLOSED_MEMORY_SECONDS = 300.0
+# The heartbeat pings a tenth of the rooms at a time (see the module doc).
+HEARTBEAT_SLICES = 10
 # Shutdown waits this long for sockets to close and for `left` to be recorded.
 SHUTDOWN_SECONDS = 5.0
 
@@ -54,6 +59,7 @@ class Connection:
     """
 
     __slots__ = (
+        "awaiting",
         "claims",
         "closing",
         "id",
@@ -61,7 +67,6 @@ class Connection:
         "replaced",
         "socket",
         "state",
-        "unanswered",
         "warned",
     )
 
@@ -71,7 +76,7 @@ class Connection:
         self.location = location
         self.id = uuid.uuid4().hex
         self.state: p.State = "waiting"
-        self.unanswered = False  # a ping is out that has not been answered
+        self.awaiting: bytes | None = None  # the payload of a ping not answered yet
         self.warned = False
         self.replaced = False
         self.closing = False
@@ -105,18 +110,21 @@ class Connection:
             self.socket.send_text(p.encode(p.Error(code=error, message=message)))
         self.socket.close(code)
 
-    def heartbeat(self, payload: bytes) -> None:
-        """Ping, or drop the connection if the previous ping has not been answered."""
-        if self.unanswered:
+    def heartbeat(self, payload: bytes, ping: bytes) -> None:
+        """Send `ping` (the encoded frame carrying `payload`), or drop the connection if the previous
+        ping has not been answered."""
+        if self.awaiting is not None:
             log.info("room %s: %s %s did not answer a ping; dropped", self.claims.room, self.role, self.participant)
             self.drop()
             return
-        self.unanswered = True
+        self.awaiting = payload
         if not self.closing:
-            self.socket.ping(payload)  # behind the frames queued before it
+            self.socket.send_encoded(ping)  # behind the frames queued before it
 
-    def answered(self) -> None:
-        self.unanswered = False
+    def pong(self, payload: bytes) -> None:
+        """A pong counts only if it carries the payload of the ping that is out (not an unsolicited one)."""
+        if payload == self.awaiting:
+            self.awaiting = None
 
     def drop(self) -> None:
         """Close the TCP connection at once: a peer that does not read could not take a close frame,
@@ -127,10 +135,11 @@ class Connection:
 
 
 class Room:
-    __slots__ = ("conns", "id", "members")
+    __slots__ = ("conns", "id", "members", "turn")
 
-    def __init__(self, room_id: str) -> None:
+    def __init__(self, room_id: str, turn: int) -> None:
         self.id = room_id
+        self.turn = turn  # which of the heartbeat's turns pings this room's connections
         self.members: dict[str, Member] = {}  # the room-wide view, from relay events
         self.conns: dict[str, Connection] = {}  # this node's sockets, by connection id
 
@@ -186,7 +195,7 @@ class Hub:
         self.sockets: set[WebSocket] = set()  # every open socket, joined or not
         self.work: set[asyncio.Task[None]] = set()  # joins, commands and leaves in progress
         self.heartbeat = heartbeat
-        self.beat = b""  # the payload of this round's pings; a pong must carry it
+        self._turns = itertools.count()
         self.closed: dict[str, float] = {}  # rooms closed by a cancellation, and when (monotonic)
         self._tasks: list[asyncio.Task[None]] = []
         relay.attach(self.on_event)
@@ -234,7 +243,7 @@ class Hub:
             return
         room = self.rooms.get(claims.room)
         if room is None:
-            room = self.rooms[claims.room] = Room(claims.room)
+            room = self.rooms[claims.room] = Room(claims.room, next(self._turns) % HEARTBEAT_SLICES)
             await self.relay.subscribe(claims.room)
             self.relay.publish(claims.room, Sync(node=self.node))
         room.conns[conn.id] = conn
@@ -269,7 +278,7 @@ class Hub:
             for waiting in room.members.values():
                 if waiting.state == "waiting":
                     conn.send(p.Waiting(participant=_waiting(waiting)))
-        self._check_clock(room, conn)
+        self._check_clock(conn, self.now())
         log.info("room %s: %s %s joined (%s)", room.id, conn.role, conn.participant, conn.state)
 
     async def leave(self, conn: Connection) -> None:
@@ -442,10 +451,9 @@ class Hub:
 
     # --- the room clock -------------------------------------------------------------------
 
-    def _check_clock(self, room: Room, conn: Connection) -> None:
+    def _check_clock(self, conn: Connection, now: dt.datetime) -> None:
         """`ending` five minutes before the window closes, `ended` and close when it has."""
         window_end = conn.claims.window_end
-        now = self.now()
         if now >= window_end:
             conn.send(p.Ended())
             conn.close(p.CloseCode.ROOM_ENDED)
@@ -458,21 +466,24 @@ class Hub:
         # clock (tests, rehearsals) takes effect at once rather than when a long timer fires.
         while True:
             await asyncio.sleep(TICK_SECONDS)
+            now = self.now()
             for room in list(self.rooms.values()):
                 for conn in list(room.conns.values()):
-                    self._check_clock(room, conn)
+                    self._check_clock(conn, now)
             forget = time.monotonic() - CLOSED_MEMORY_SECONDS
             for room_id in [r for r, at in self.closed.items() if at < forget]:
                 del self.closed[room_id]
 
     async def _beat_forever(self) -> None:
-        """Each heartbeat: drop the connections that did not answer the last ping, ping the others."""
-        while True:
-            await asyncio.sleep(self.heartbeat)
-            self.beat = os.urandom(8)
-            for room in list(self.rooms.values()):
+        """Each turn (a heartbeat's slice): in that turn's rooms, drop the connections that did not
+        answer their last ping and ping the others, one fresh payload for the turn."""
+        for turn in itertools.cycle(range(HEARTBEAT_SLICES)):
+            await asyncio.sleep(self.heartbeat / HEARTBEAT_SLICES)
+            payload = os.urandom(8)
+            ping = frame(OP_PING, payload)
+            for room in [r for r in self.rooms.values() if r.turn == turn]:
                 for conn in list(room.conns.values()):
-                    conn.heartbeat(self.beat)
+                    conn.heartbeat(payload, ping)
 
 
 def _waiting(member: Member) -> p.WaitingParticipant:

@@ -115,8 +115,8 @@ class Session:
         self._message(False, payload)
 
     def on_pong(self, payload: bytes) -> None:
-        if self.conn is not None and payload == self.hub.beat:  # this round's ping, not an unsolicited pong
-            self.conn.answered()
+        if self.conn is not None:
+            self.conn.pong(payload)
 
     def on_oversized(self) -> None:
         self._refuse(p.CloseCode.TOO_LARGE, "too_large", f"Frames may be at most {p.MAX_FRAME_BYTES} bytes.")
@@ -223,7 +223,7 @@ class Session:
         backlog, self._backlog = self._backlog, None
         for text, payload in backlog or ():
             self._message(text, payload)
-        if not self._busy and not self.socket.closing:
+        if not self._busy:  # closing too: the peer's close frame is still to be read
             self.socket.transport.resume_reading()
 
     # --- endings ---------------------------------------------------------------------------

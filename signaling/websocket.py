@@ -165,10 +165,10 @@ class WebSocket(asyncio.Protocol):
         if self._state == _OPEN:
             self._write(frame(OP_TEXT, payload))
 
-    def ping(self, payload: bytes) -> None:
-        """A ping, in order behind what is already queued."""
+    def send_encoded(self, data: bytes) -> None:
+        """Send a frame made by `frame` (one ping for many sockets is encoded once). Ignored once closing."""
         if self._state == _OPEN:
-            self._write(frame(OP_PING, payload))
+            self._write(data)
 
     def discard_backlog(self) -> None:
         """Drop the frames the transport has not taken yet (the peer will never read them)."""
