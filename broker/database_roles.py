@@ -218,9 +218,10 @@ async def prepare_embedded(conn: asyncpg.Connection, *, lock_key: int) -> None:
         await ensure_role(conn, OWNER_ROLE)
         await ensure_role(conn, REQUEST_ROLE)
         database = await conn.fetchval("SELECT current_database()")
-        if await conn.fetchval("SELECT datdba::regrole::text FROM pg_database WHERE datname = $1", database) != (
-            OWNER_ROLE
-        ):
+        database_owner = await conn.fetchval(
+            "SELECT datdba::regrole::text FROM pg_database WHERE datname = $1", database
+        )
+        if database_owner != OWNER_ROLE:
             # The owner may then create in the schema (PostgreSQL 15+ gives it to the database owner) and
             # create the trusted btree_gist extension; the request role keeps PUBLIC's CONNECT only.
             await conn.execute(f"ALTER DATABASE {quote_ident(database)} OWNER TO {quote_ident(OWNER_ROLE)}")

@@ -95,6 +95,28 @@ async def test_request_role_is_no_superuser_and_owns_nothing(requests_conn: asyn
         await requests_conn.execute("DELETE FROM schema_migrations")
 
 
+async def test_a_superuser_or_owner_serving_requests_is_named_as_a_risk(
+    db: asyncpg.Connection, owner_conn: asyncpg.Connection
+) -> None:
+    superuser = await db.fetchval("SELECT current_user")
+    assert "is a superuser" in await database_roles.risks(db, superuser, wait_seconds=5)
+    assert await database_roles.risks(owner_conn, OWNER_ROLE, wait_seconds=5) == [
+        "owns tables",
+        "may update, delete, truncate or disable the triggers of audit_events",
+    ]
+    # A member of the owner role could SET ROLE to it. Roles are the whole server's: rolled back.
+    membership = db.transaction()
+    await membership.start()
+    try:
+        await db.execute(f"GRANT {OWNER_ROLE} TO {REQUEST_ROLE}")
+        assert await database_roles.risks(db, REQUEST_ROLE, wait_seconds=5) == [
+            "may update, delete, truncate or disable the triggers of audit_events"
+        ]
+    finally:
+        await membership.rollback()
+    assert await database_roles.risks(db, REQUEST_ROLE, wait_seconds=5) == []
+
+
 async def test_request_role_reads_and_writes_every_other_table(
     requests_conn: asyncpg.Connection, owner_conn: asyncpg.Connection
 ) -> None:
