@@ -198,6 +198,11 @@ def within_availability(availability: Availability, span: Span) -> bool:
     return until is not None and span.end <= until
 
 
+def offered_window(rules: SessionRules, now: datetime) -> Span:
+    """When a session type takes bookings at `now`: from the minimum notice to the horizon."""
+    return Span(now + timedelta(minutes=rules.min_notice), now + timedelta(days=rules.horizon_days))
+
+
 def compute_slots(
     availability: Availability,
     rules: SessionRules,
@@ -212,47 +217,189 @@ def compute_slots(
     minimum notice and before the horizon, and its blocked span (buffers included) overlaps
     no busy span.
     """
-    tz = ZoneInfo(availability.timezone)
-    earliest = max(window.start, now + timedelta(minutes=rules.min_notice))
-    latest = min(window.end, now + timedelta(days=rules.horizon_days))
-    if earliest >= latest:
-        return []
-    duration = timedelta(minutes=rules.duration)
-    merged_busy = merge_spans(busy)
-    busy_starts = [sp.start for sp in merged_busy]
-
-    first_day = earliest.astimezone(tz).date() - timedelta(days=1)
-    last_day = latest.astimezone(tz).date() + timedelta(days=1)
-    # A slot that starts on last_day may end days later, and the day before first_day may
-    # reach into it (a repeated midnight): availability is read over both margins.
-    runs = available_spans(
-        availability, first_day - timedelta(days=1), last_day + timedelta(days=_reach_days(duration))
+    offered = offered_window(rules, now)
+    starts = slot_starts(
+        availability, rules, busy, Span(max(window.start, offered.start), min(window.end, offered.end))
     )
-    run_starts = [r.start for r in runs]
-    slots: list[Span] = []
-    day = first_day
-    while day <= last_day:
-        for iv in availability.intervals_on(day):
-            avail_start = resolve_wall(day, iv.start, tz, later=False)
-            minute = iv.start
-            while minute < iv.end:
-                local = _naive(day, minute)
-                minute += rules.step
-                if not wall_time_exists(local, tz):
-                    continue
-                start = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
-                end = start + duration
-                if start < avail_start or start < earliest or start >= latest:
-                    continue
-                until = _covered_until(runs, run_starts, start)
-                if until is None or end > until:
-                    continue
-                if _collides(rules.blocked(start), merged_busy, busy_starts):
-                    continue
-                slots.append(Span(start, end))
-        day += timedelta(days=1)
-    slots.sort()
-    return slots
+    length = rules.duration * 60
+    return [Span(from_epoch(t), from_epoch(t + length)) for t in starts]
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+def epoch_floor(instant: datetime) -> int:
+    """Whole seconds since 1970 at or before `instant` (exact: no float on the way)."""
+    return (instant - EPOCH) // _SECOND
+
+
+def epoch_ceil(instant: datetime) -> int:
+    """Whole seconds since 1970 at or after `instant`."""
+    return -((EPOCH - instant) // _SECOND)
+
+
+def from_epoch(seconds: int) -> datetime:
+    """The UTC instant `seconds` after 1970."""
+    return EPOCH + timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """A local day as seconds since 1970: where it starts, whether one UTC offset holds all of it
+    (then wall-clock minute m is `start + 60 m`), and its merged availability intervals."""
+
+    day: date
+    start: int
+    uniform: bool
+    intervals: tuple[Interval, ...]
+
+
+def _days(availability: Availability, tz: ZoneInfo, first: date, last: date) -> list[_Day]:
+    """The local days first..last inclusive.
+
+    A day is uniform when it lasts exactly 24 hours from its (resolved) midnight to the next. That
+    is the same as "no clock change inside it" because no zone changes its offset twice within two
+    days (tests/test_slot_speed.py checks the installed tz database): a single change inside a day
+    makes it 23 or 25 hours long (or 23.5, ...), and a change exactly at its end leaves every wall
+    time of the day on the old offset. A change at its start (a skipped or repeated midnight) makes
+    it shorter or longer, so such a day takes the careful path."""
+    days: list[_Day] = []
+    day = first
+    start = epoch_floor(resolve_wall(day, 0, tz))
+    while day <= last:
+        following = day + timedelta(days=1)
+        end = epoch_floor(resolve_wall(following, 0, tz))
+        days.append(_Day(day, start, end - start == 86_400, availability.intervals_on(day)))
+        day, start = following, end
+    return days
+
+
+def _merged_seconds(spans: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Sorted, disjoint union of [start, end) second spans, as parallel lists of starts and ends
+    (spans that touch are joined)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for s, e in sorted(spans):
+        if ends and s <= ends[-1]:
+            if e > ends[-1]:
+                ends[-1] = e
+        else:
+            starts.append(s)
+            ends.append(e)
+    return starts, ends
+
+
+def _available_seconds(days: Sequence[_Day], tz: ZoneInfo) -> tuple[list[int], list[int]]:
+    """The union of the days' availability in seconds: `available_spans`, a day at a time."""
+    spans: list[tuple[int, int]] = []
+    for d in days:
+        for iv in d.intervals:
+            if d.uniform:
+                spans.append((d.start + 60 * iv.start, d.start + 60 * iv.end))
+            else:
+                s = epoch_floor(resolve_wall(d.day, iv.start, tz))
+                e = epoch_floor(resolve_wall(d.day, iv.end, tz, later=True))
+                if e > s:
+                    spans.append((s, e))
+    return _merged_seconds(spans)
+
+
+def slot_starts(availability: Availability, rules: SessionRules, busy: Sequence[Span], window: Span) -> list[int]:
+    """The starts (seconds since 1970, ascending) of the slots `compute_slots` offers in `window`,
+    leaving notice and horizon aside: the grid, availability and busy time only.
+
+    The work is proportional to the days in `window` plus the busy spans given, not to the grid:
+    on a day with one UTC offset throughout (all but the few with a clock change) a grid position
+    is arithmetic, the availability run that holds an interval is found once, and a walk through
+    the sorted busy time jumps over each busy span to the next grid position clear of it. Days
+    with a clock change take the path that resolves every wall-clock time on its own.
+    Busy instants are rounded outwards to whole seconds, which changes no answer: every grid
+    position is a whole second (zone offsets are), and a span that reaches into a second blocks a
+    start at its end either way.
+    """
+    lo, hi = epoch_ceil(window.start), epoch_ceil(window.end)
+    if lo >= hi:
+        return []
+    tz = ZoneInfo(availability.timezone)
+    length = rules.duration * 60
+    step = rules.step * 60
+    before = rules.buffer_before * 60
+    after = rules.buffer_after * 60
+    busy_starts, busy_ends = _merged_seconds((epoch_floor(b.start), epoch_ceil(b.end)) for b in busy)
+    n_busy = len(busy_starts)
+
+    first_day = window.start.astimezone(tz).date() - timedelta(days=1)
+    last_day = window.end.astimezone(tz).date() + timedelta(days=1)
+    # A slot that starts on last_day may end days later, and the day before first_day may reach
+    # into it (a repeated midnight): availability is read over both margins.
+    days = _days(
+        availability,
+        tz,
+        first_day - timedelta(days=1),
+        last_day + timedelta(days=_reach_days(timedelta(seconds=length))),
+    )
+    run_starts, run_ends = _available_seconds(days, tz)
+    starts: list[int] = []
+    for d in days[1 : (last_day - first_day).days + 2]:
+        for iv in d.intervals:
+            if not d.uniform:
+                starts.extend(
+                    _careful_starts(d.day, iv, tz, rules, (lo, hi), (run_starts, run_ends), (busy_starts, busy_ends))
+                )
+                continue
+            first = d.start + 60 * iv.start
+            # The run of availability holding this interval bounds where its slots may end.
+            run_end = run_ends[bisect.bisect_right(run_starts, first) - 1]
+            stop = min(d.start + 60 * iv.end, hi, run_end - length + 1)
+            t = first if first >= lo else first + -(-(lo - first) // step) * step
+            j = bisect.bisect_right(busy_ends, t - before)
+            while t < stop:
+                while j < n_busy and busy_ends[j] <= t - before:  # busy spans the buffer has passed
+                    j += 1
+                if j < n_busy and busy_starts[j] < t + length + after:
+                    # Collides with busy span j: on to the first grid position whose buffer clears it.
+                    t += -(-(busy_ends[j] + before - t) // step) * step
+                else:
+                    starts.append(t)
+                    t += step
+    starts.sort()
+    return starts
+
+
+def _careful_starts(
+    day: date,
+    iv: Interval,
+    tz: ZoneInfo,
+    rules: SessionRules,
+    bounds: tuple[int, int],
+    runs: tuple[list[int], list[int]],
+    busy: tuple[list[int], list[int]],
+) -> list[int]:
+    """The slot starts of one interval on a day with a clock change: each wall-clock grid time
+    resolved on its own (a skipped time is no start, a repeated one starts at its first occurrence)."""
+    lo, hi = bounds
+    run_starts, run_ends = runs
+    busy_starts, busy_ends = busy
+    length = rules.duration * 60
+    available_from = epoch_floor(resolve_wall(day, iv.start, tz))
+    found: list[int] = []
+    for minute in range(iv.start, iv.end, rules.step):
+        local = _naive(day, minute)
+        if not wall_time_exists(local, tz):
+            continue
+        t = epoch_floor(local.replace(tzinfo=tz, fold=0))
+        if t < available_from or t < lo or t >= hi:
+            continue
+        r = bisect.bisect_right(run_starts, t) - 1
+        if r < 0 or run_ends[r] < t + length:
+            continue
+        # The last busy span starting before the blocked span's end is the only one that can overlap it.
+        j = bisect.bisect_left(busy_starts, t + length + rules.buffer_after * 60)
+        if j > 0 and busy_ends[j - 1] > t - rules.buffer_before * 60:
+            continue
+        found.append(t)
+    return found
 
 
 def _collides(span: Span, merged_busy: Sequence[Span], busy_starts: Sequence[datetime]) -> bool:
