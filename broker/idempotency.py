@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ from broker.database import record_to
 from broker.errors import Conflict, TeleroomError, invalid
 
 MAX_KEY_LENGTH = 200
+# Visible ASCII, spaces only inside: what an HTTP header carries unchanged (the OpenAPI document
+# publishes this pattern for the Idempotency-Key header).
+KEY = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+_KEY = re.compile(KEY)
 T = TypeVar("T")
 
 CLAIM_KEY = """
@@ -56,8 +61,8 @@ class Replay:
 def check_key(raw: str | None) -> str | None:
     if raw is None:
         return None
-    if not 1 <= len(raw) <= MAX_KEY_LENGTH or not raw.isprintable():
-        raise invalid(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.")
+    if not 1 <= len(raw) <= MAX_KEY_LENGTH or not _KEY.fullmatch(raw):
+        raise invalid(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (spaces inside).")
     return raw
 
 

@@ -8,6 +8,7 @@ hold its key or be its therapist (anyone else learns nothing: 404). The handler 
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import uuid
@@ -19,14 +20,14 @@ import msgspec
 import msgspec.inspect
 from aiohttp import web
 
-from broker import bookings, credentials, therapists
+from broker import bookings, credentials, idempotency, therapists
 from broker.database import POOL
 from broker.errors import BadRequest, Forbidden, NotFound, Unauthenticated, UnsupportedMediaType, invalid
 from broker.http.auth import authenticate, bearer
 from broker.http.problems import PROBLEM_CONTENT_TYPE
 from broker.idempotency import Replay
 from broker.principals import AuthMode, Principal
-from broker.schemas import MULTILINE
+from broker.schemas import MULTILINE, SLUG_PATTERN
 from broker.therapists import Therapist
 
 # "link": a one-time password link's secret as the bearer (checked and spent by the handler).
@@ -41,6 +42,15 @@ BOOKING_ACCESS: tuple[Auth, ...] = ("booking", "therapist", "session")
 # LF or CR LF (an SDP's lines end in CR LF), and holds no other control character, nor a lone CR.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_MULTILINE = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+# The same two rules as JSON Schema patterns (ECMA 262), which the OpenAPI document puts on every
+# request string that has no stricter pattern of its own (broker/http/openapi.py).
+ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+MULTI_LINE = r"^(?:[^\x00-\x09\x0b-\x1f\x7f-\x9f]|\r\n)*$"
+# Dates and instants a request may carry: years 1900 to 2999, in the document (a pattern on the
+# year) and in check_text's walk alike; beyond them date arithmetic would leave Python's range.
+YEARS = range(1900, 3000)
+YEAR_PATTERN = r"^(19|2[0-9])[0-9]{2}-"
+DATE_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 _DESCRIBE: dict[Auth, str] = {
     "admin": "the admin token",
     "therapist": "the therapist's API token",
@@ -102,9 +112,19 @@ class Param:
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
 
 
-SLUG = Param("slug", "path", "The therapist's public slug.", required=True)
-BOOKING_ID = Param("id", "path", "Booking id", required=True)
-IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", "Retry-safe key: the same key and body return the first answer")
+UUID_SCHEMA: dict[str, Any] = {"type": "string", "format": "uuid"}
+# A query date as date_range reads it (routes/therapists.parse_date): YYYY-MM-DD, years 1900 to 2999.
+DATE_SCHEMA: dict[str, Any] = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
+SLUG = Param(
+    "slug", "path", "The therapist's public slug.", required=True, schema={"type": "string", "pattern": SLUG_PATTERN}
+)
+BOOKING_ID = Param("id", "path", "Booking id", required=True, schema=UUID_SCHEMA)
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    "header",
+    "Retry-safe key: the same key and body return the first answer",
+    schema={"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH, "pattern": idempotency.KEY},
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +141,7 @@ class Endpoint:
     errors: tuple[int, ...]
     tag: str
     content_type: str = "application/json"
+    body_optional: bool = False
 
     @property
     def public(self) -> bool:
@@ -200,7 +221,11 @@ class ApiRoutes:
         params: Sequence[Param] = (),
         errors: Sequence[int] = (),
         content_type: str = "application/json",
+        body_optional: bool = False,
     ) -> Callable[[ApiHandler], ApiHandler]:
+        """Declare an endpoint. `errors` lists the statuses its own rules answer (409 for a conflict,
+        422 for a rule JSON Schema cannot state, 410, 429...); those the declaration implies are
+        added: see implied_errors. `body_optional`: the handler reads `body` with allow_empty."""
         modes = (auth,) if isinstance(auth, str) else tuple(auth)
         for alone in ("public", "link"):
             if alone in modes and len(modes) > 1:
@@ -208,9 +233,7 @@ class ApiRoutes:
         declared = {(p.name, p.where) for p in params}
         implied = [p for p, needed in ((SLUG, "{slug}" in path), (BOOKING_ID, "/bookings/{id}" in path)) if needed]
         all_params = tuple(p for p in implied if (p.name, p.where) not in declared) + tuple(params)
-        implied_errors = {401, 403} if "public" not in modes else set()
-        if "{slug}" in path or "/bookings/{id}" in path:
-            implied_errors.add(404)
+        implied_errors = implied_statuses(modes, path, all_params, body is not None)
 
         def register(handler: ApiHandler) -> ApiHandler:
             self.endpoints.append(
@@ -227,6 +250,7 @@ class ApiRoutes:
                     errors=tuple(sorted(implied_errors | set(errors))),
                     tag=self.tag,
                     content_type=content_type,
+                    body_optional=body_optional,
                 )
             )
             return handler
@@ -236,6 +260,23 @@ class ApiRoutes:
     def install(self, app: web.Application) -> None:
         for ep in self.endpoints:
             app.router.add_route(ep.method, ep.path, ep.bind())
+
+
+def implied_statuses(modes: Sequence[Auth], path: str, params: Sequence[Param], has_body: bool) -> set[int]:
+    """The problems any endpoint so declared can answer, documented for it without being listed:
+    400 (a request aiohttp or read_json cannot read), 503 (`database_unavailable`), 401 and 403 unless
+    public, 404 when the path names something, 413, 415 and 422 with a body, 422 with query or
+    header parameters (a value the document's schema refuses, a repeated or missing one)."""
+    statuses = {400, 503}
+    if "public" not in modes:
+        statuses |= {401, 403}
+    if "{" in path:
+        statuses.add(404)
+    if has_body:
+        statuses |= {413, 415, 422}
+    if any(p.where != "path" for p in params):
+        statuses.add(422)
+    return statuses
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
@@ -267,7 +308,12 @@ async def read_json(request: web.Request, type_: type[T], *, allow_empty: bool =
     if ctype not in {"application/json", "application/merge-patch+json"} and not ctype.endswith("+json"):
         raise UnsupportedMediaType("Send the body as application/json.")
     try:
-        value = _decoder(type_).decode(raw)
+        try:
+            value = _decoder(type_).decode(raw)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            value = _decode_integral_floats(raw, type_)
     except msgspec.ValidationError as exc:
         raise invalid(str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -278,18 +324,44 @@ async def read_json(request: web.Request, type_: type[T], *, allow_empty: bool =
     return value
 
 
-def check_text(value: Any, path: str = "$") -> None:
+def _decode_integral_floats(raw: bytes, type_: type[T]) -> T:
+    """The body again, with numbers like 5.0 taken as the integers they are: JSON Schema's "integer"
+    (as the OpenAPI document says) admits them, msgspec's strict int does not. Only a body the fast
+    path refused comes here; iterative, like check_text."""
+    root = msgspec.json.decode(raw)
+    stack = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict | list):
+            keys = item.keys() if isinstance(item, dict) else range(len(item))
+            for key in keys:
+                child = item[key]
+                if isinstance(child, float) and child.is_integer():
+                    item[key] = int(child)
+                elif isinstance(child, dict | list):
+                    stack.append(child)
+    return msgspec.convert(root, type_, strict=True)
+
+
+def check_text(value: Any, path: str = "$", *, multiline: bool = False) -> None:
     """Refuse control characters anywhere in input (`invalid_text`): NUL above all, which PostgreSQL
     text cannot hold, and CR or LF, which would break a line in an email header or a log. Only a
     struct field marked multi-line (broker/schemas.MULTILINE) may hold line breaks (LF or CR LF).
-    Iterative: however deep a value nests, the walk costs no stack.
+    Dates and instants outside YEARS are `invalid_date`. Iterative: however deep a value nests, the
+    walk costs no stack.
     """
-    stack: list[tuple[Any, str, bool]] = [(value, path, False)]
+    stack: list[tuple[Any, str, bool]] = [(value, path, multiline)]
     while stack:
         item, where, multiline = stack.pop()
         if isinstance(item, str):
             if (_CONTROL_MULTILINE if multiline else _CONTROL).search(item):
                 raise invalid(f"Text at `{where}` contains control characters.", code="invalid_text")
+        elif isinstance(item, dt.date):  # a datetime too
+            if item.year not in YEARS:
+                raise invalid(
+                    f"The date at `{where}` must be in the years {YEARS.start} to {YEARS.stop - 1}.",
+                    code="invalid_date",
+                )
         elif isinstance(item, msgspec.Struct):
             marked = _multiline_fields(type(item))
             stack.extend((getattr(item, name), f"{where}.{name}", name in marked) for name in item.__struct_fields__)

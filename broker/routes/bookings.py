@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import msgspec
 from aiohttp import web
 
@@ -12,6 +14,7 @@ from broker.database import POOL
 from broker.http import openapi, problems
 from broker.http.endpoints import (
     BOOKING_ACCESS,
+    DATE_SCHEMA,
     IDEMPOTENCY_KEY,
     THERAPIST_ACCESS,
     ApiRoutes,
@@ -108,6 +111,7 @@ async def get_booking(request: web.Request, call: Call) -> web.Response:
     summary="Cancel a booking (idempotent)",
     auth=BOOKING_ACCESS,
     body=schemas.CancelIn,
+    body_optional=True,
     response=schemas.BookingOut,
     errors=(409,),
 )
@@ -150,10 +154,17 @@ async def reschedule_booking(request: web.Request, call: Call) -> web.Response:
     auth=THERAPIST_ACCESS,
     response=schemas.BookingList,
     params=[
-        Param("from", "query", "First date, YYYY-MM-DD, in the therapist's zone (default today)"),
-        Param("to", "query", "Last date, inclusive (default 30 days after `from`)"),
-        Param("status", "query", "confirmed, cancelled, late_cancelled, no_show or attended (default all)"),
+        Param("from", "query", "First date, YYYY-MM-DD, in the therapist's zone (default today)", schema=DATE_SCHEMA),
+        Param("to", "query", "Last date, inclusive (default 30 days after `from`)", schema=DATE_SCHEMA),
+        Param(
+            "status",
+            "query",
+            "Only bookings in this status (default all)",
+            schema={"type": "string", "enum": list(typing.get_args(schemas.BookingStatus))},
+        ),
     ],
+    # 422: `to` before `from` or more than MAX_LIST_DAYS after it (rules between two parameters,
+    # which JSON Schema cannot state).
     errors=(422,),
 )
 async def list_bookings(request: web.Request, call: Call) -> web.Response:

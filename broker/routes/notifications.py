@@ -143,7 +143,14 @@ async def get_preview(request: web.Request, call: Call) -> web.Response:
     summary="The therapist's outbound emails and webhook deliveries, newest first (never an address or content)",
     auth=THERAPIST_ACCESS,
     response=list[MessageOut],
-    params=[Param("state", "query", "pending, delivered, failed or withdrawn (default: all)")],
+    params=[
+        Param(
+            "state",
+            "query",
+            "Only messages in this state (default: all)",
+            schema={"type": "string", "enum": list(typing.get_args(outbox.State))},
+        )
+    ],
     errors=(422,),
 )
 async def list_messages(request: web.Request, call: Call) -> web.Response:

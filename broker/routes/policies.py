@@ -8,7 +8,7 @@ from broker import outcomes, policies, schemas
 from broker.clock import CLOCK
 from broker.database import POOL
 from broker.http import openapi
-from broker.http.endpoints import THERAPIST_ACCESS, ApiRoutes, Call, Param, read_json, respond
+from broker.http.endpoints import DATE_SCHEMA, THERAPIST_ACCESS, ApiRoutes, Call, Param, read_json, respond
 from broker.routes.therapists import date_range
 from broker.settings import SETTINGS
 from broker.zones import zone
@@ -130,8 +130,8 @@ async def get_review(request: web.Request, call: Call) -> web.Response:
     summary="Sessions between two dates (inclusive) with status and fee decision, as CSV for billing",
     auth=THERAPIST_ACCESS,
     params=[
-        Param("from", "query", "First date, YYYY-MM-DD, in the therapist's zone (default today)"),
-        Param("to", "query", "Last date, inclusive (default 30 days after `from`, at most 400)"),
+        Param("from", "query", "First date, YYYY-MM-DD, in the therapist's zone (default today)", schema=DATE_SCHEMA),
+        Param("to", "query", "Last date, inclusive (default 30 days after `from`, at most 400)", schema=DATE_SCHEMA),
     ],
     errors=(422,),
     content_type="text/csv",

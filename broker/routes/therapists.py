@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from aiohttp import web
 
@@ -12,7 +13,17 @@ from broker.clock import CLOCK
 from broker.database import POOL
 from broker.errors import invalid
 from broker.http import openapi
-from broker.http.endpoints import THERAPIST_ACCESS, ApiRoutes, Call, Param, query_param, read_json, respond
+from broker.http.endpoints import (
+    DATE_PATTERN,
+    DATE_SCHEMA,
+    THERAPIST_ACCESS,
+    ApiRoutes,
+    Call,
+    Param,
+    query_param,
+    read_json,
+    respond,
+)
 from broker.settings import SETTINGS
 from broker.therapists import TherapistCreatedHook
 from broker.zones import zone
@@ -23,6 +34,7 @@ routes = ApiRoutes("scheduling")
 # issues the one-time invite link).
 THERAPIST_CREATED = web.AppKey("therapist_created", list[TherapistCreatedHook])
 MAX_SLOT_RANGE_DAYS = 62
+_DATE = re.compile(DATE_PATTERN)
 
 
 @routes.route(
@@ -136,9 +148,12 @@ async def archive_session_type(request: web.Request, call: Call) -> web.Response
 
 
 def parse_date(raw: str | None, name: str, default: dt.date) -> dt.date:
+    """A query date as the document's DATE_SCHEMA states it: YYYY-MM-DD in the years 1900 to 2999."""
     if raw is None:
         return default
     try:
+        if not _DATE.fullmatch(raw):
+            raise ValueError(raw)
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise invalid(f"`{name}` must be a date like 2026-12-01, got {raw!r}.", code="invalid_date") from None
@@ -166,16 +181,18 @@ def date_range(request: web.Request, today: dt.date, *, default_days: int, max_d
             "from",
             "query",
             "First date, YYYY-MM-DD, in `tz` (default today)",
-            schema={"type": "string", "format": "date"},
+            schema=DATE_SCHEMA,
         ),
         Param(
             "to",
             "query",
             "Last date, inclusive, at most 62 days after `from`",
-            schema={"type": "string", "format": "date"},
+            schema=DATE_SCHEMA,
         ),
         Param("tz", "query", "IANA zone for the dates and the returned times (default: the therapist's)"),
     ],
+    # 422: `to` before `from` or more than MAX_SLOT_RANGE_DAYS after it, an unknown `tz` (rules
+    # JSON Schema cannot state: between two parameters, or against the zone database).
     errors=(422,),
 )
 async def list_slots(request: web.Request, call: Call) -> web.Response:
