@@ -92,11 +92,11 @@ def close_payload(code: int, reason: bytes = b"") -> bytes:
     return code.to_bytes(2, "big") + reason[:123]
 
 
-def unmask(data: bytes, mask: bytes) -> bytes:
+def unmask(data: bytes | bytearray, mask: bytes | bytearray) -> bytes:
     """XOR `data` with the 4-byte `mask` repeated (section 5.3), as one big-integer operation."""
     length = len(data)
     if length == 0:
-        return data
+        return b""
     key = (mask * ((length + 3) // 4))[:length]
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")
 
@@ -135,7 +135,7 @@ class WebSocket(asyncio.Protocol):
         self.listener: Listener | None = None
         self.close_code: int | None = None  # the code in the peer's close frame, once one came
         self._state = _OPEN
-        self._pending = b""  # received bytes that do not make a whole frame yet
+        self._pending: bytearray | None = None  # received bytes that do not make a whole frame yet
         self._fragments: list[bytes] | None = None  # a fragmented message being collected
         self._kind = OP_TEXT  # the opcode of that message
         self._paused = False
@@ -223,7 +223,7 @@ class WebSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._state = _CLOSED
         self._queue = None
-        self._pending = b""
+        self._pending = None
         self._fragments = None
         if self._timer is not None:
             self._timer.cancel()
@@ -236,7 +236,10 @@ class WebSocket(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._state == _CLOSED:
             return
-        buffer = self._pending + data if self._pending else data
+        buffer: bytes | bytearray = data
+        if self._pending is not None:  # extended in place: a frame trickling in is not copied over and over
+            self._pending += data
+            buffer = self._pending
         end = len(buffer)
         at = 0
         while end - at >= 2:
@@ -273,7 +276,10 @@ class WebSocket(asyncio.Protocol):
             at = start + length
             if not self._frame(first & 0x80, opcode, payload):
                 return
-        self._pending = buffer[at:] if at < end else b""
+        if at == end:
+            self._pending = None
+        elif at or self._pending is None:
+            self._pending = bytearray(buffer[at:])
 
     # --- frames ----------------------------------------------------------------------------
 
@@ -335,7 +341,7 @@ class WebSocket(asyncio.Protocol):
         """No more frames either way: hand what is queued to the transport and close it (the server
         closes TCP first, section 7.1.1). The transport writes its buffer before it closes; the timer
         bounds that on a peer that stopped reading."""
-        self._pending = b""
+        self._pending = None
         self._fragments = None
         queue, self._queue = self._queue, None
         while queue:
