@@ -29,7 +29,7 @@ from asyncpg import Range
 from broker import session_types, therapists
 from broker.calendar_fetch import CalendarFetchError, Fetched, fetch_calendar, guarded_session, normalise_url
 from broker.clock import CLOCK
-from broker.database import POOL, Executor, record_to
+from broker.database import HEALTH, POOL, Executor, record_to
 from broker.errors import NotFound
 from broker.settings import SETTINGS
 from calendars import busy
@@ -243,8 +243,14 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 while await refresh_due(app, session) == CLAIM_BATCH:
                     pass
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
-                log.warning("busy calendar refresher: database unavailable, retrying")
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ) as exc:
+                app[HEALTH].failed(type(exc).__name__)  # one log line per outage, not per tick
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(tick):

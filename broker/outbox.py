@@ -35,7 +35,7 @@ import msgspec
 from aiohttp import web
 
 from broker.clock import CLOCK
-from broker.database import POOL, Executor, record_to
+from broker.database import HEALTH, POOL, Executor, record_to
 from broker.errors import NotFound
 from broker.settings import SETTINGS
 
@@ -362,9 +362,11 @@ class _Recorder:
             return
         try:
             await record(self.app[POOL], [(m, o) for m, o, _ in batch], self.app[CLOCK].now(), self.rng)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            # Not recorded: the rows stay leased and are tried again when the lease runs out.
-            log.warning("outbox worker: could not record %d outcomes; they will be retried", len(batch))
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Not recorded: the rows stay leased and are tried again when the lease runs out. The
+            # outage itself is logged once, by the database's health (broker.database.Health).
+            self.app[HEALTH].failed(type(exc).__name__)
+            log.info("outbox worker: %d outcomes not recorded; they will be retried", len(batch))
         for _, _, done in batch:
             if not done.done():
                 done.set_result(None)
@@ -403,8 +405,8 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
             if wanted > 0:
                 try:
                     claimed = await claim(app[POOL], app[CLOCK].now(), wanted, lease)
-                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    log.warning("outbox worker: database unavailable, retrying")
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    app[HEALTH].failed(type(exc).__name__)  # one log line per outage, not per poll
             for message in claimed:
                 task = asyncio.create_task(deliver(message), name=f"outbox-{message.id}")
                 inflight.add(task)
