@@ -1,102 +1,215 @@
-"""Bookings per second through the HTTP API, next to raw asyncpg inserts into the same table.
+"""Bookings per second through Teleroom's API beside the stack's floor, in one run.
 
-Both sides write confirmed bookings on distinct slots with the same concurrency into the same
-`bookings` table, so the exclusion constraint does the same work; the ratio is what the API
-(validation, slot check, key hashing, audit row, JSON, HTTP) costs on top of the bare insert.
+Three servers, each in a process of its own, on one fresh database (embedded, or DATABASE_URL's
+server), are hit by the same client with the same requests at the same concurrency:
 
-    python -m bench.booking [--bookings 600] [--concurrency 16]
+- floor: `bench.floor`, a bare aiohttp handler that decodes the same body and makes the same
+  booking insert plus an audit row in one transaction (nothing checked, nobody told);
+- API: Teleroom (`bench.served`) as it runs, notice hooks included (outbox rows, webhooks);
+- API silent: Teleroom without notice hooks, so the difference is what telling people costs.
+
+Each round books `--bookings` distinct slots of a fresh therapist on every server in turn, so no
+therapist ever holds more than that; rates are medians over the rounds, latencies pooled, and the
+ratio to the floor is the project's own measure (issue 13 asks at least 0.6). `--profile DIR`
+records the API server with py-spy during its rounds (collapsed stacks, DIR/api-<round>.txt).
+
+    python -m bench.booking [--bookings 2000] [--concurrency 32] [--rounds 3] [--idempotency]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
-import hashlib
 import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import asyncpg
+import aiohttp
 
-from bench.harness import Running, running_service
+from bench.harness import Service
+from bench.served import free_port, fresh_database, process
 
 
-async def through_api(svc: Running, n: int, concurrency: int) -> float:
-    _, st = await svc.therapist("bench-api")
-    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    times = [start + dt.timedelta(minutes=15 * i) for i in range(n)]
-    queue: asyncio.Queue[dt.datetime] = asyncio.Queue()
-    for t in times:
-        queue.put_nowait(t)
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Figures:
+    """One server's runs: a rate per round, every booking's latency, and the server's CPU time."""
+
+    name: str
+    rates: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # seconds of the server process
+    booked: int = 0
+
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU per booking: unlike the rate, it barely moves when other work shares the machine."""
+        return 1000 * self.cpu / self.booked
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+    def latency_ms(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def drive(
+    http: aiohttp.ClientSession,
+    base: str,
+    slug: str,
+    session_type: str,
+    n: int,
+    concurrency: int,
+    *,
+    keyed: bool,
+    into: Figures,
+) -> None:
+    """Book `n` consecutive 15-minute slots from tomorrow 00:00 UTC with `concurrency` workers."""
+    first = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = iter([first + dt.timedelta(minutes=15 * i) for i in range(n)])
+    url = f"{base}/api/v1/therapists/{slug}/bookings"
 
     async def worker() -> None:
-        while not queue.empty():
-            when = queue.get_nowait()
-            body = {"session_type": st, "start": when.isoformat(), "client": {"name": "C", "email": "c@example.org"}}
-            async with svc.http.post(f"{svc.base}/api/v1/therapists/bench-api/bookings", json=body) as resp:
+        for when in starts:
+            body = {
+                "session_type": session_type,
+                "start": when.isoformat(),
+                "client": {"name": "C", "email": "c@example.org"},
+            }
+            headers = {"Idempotency-Key": str(uuid.uuid4())} if keyed else None
+            began = time.perf_counter()
+            async with http.post(url, json=body, headers=headers) as resp:
+                answer = await resp.read()
                 if resp.status != 201:
-                    raise RuntimeError(f"booking failed: {resp.status} {await resp.text()}")
+                    raise RuntimeError(f"{into.name}: booking failed: {resp.status} {answer[:300]!r}")
+            into.latencies.append(time.perf_counter() - began)
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - began)
+    into.rates.append(n / (time.perf_counter() - began))
 
 
-async def raw_inserts(svc: Running, n: int, concurrency: int) -> float:
-    therapist, st = await svc.therapist("bench-raw")
-    pool = await asyncpg.create_pool(svc.database_url, min_size=concurrency, max_size=concurrency)
-    therapist_id = uuid.UUID(therapist["id"])
-    session_type = uuid.UUID(st)
-    client_id = uuid.uuid4()
-    await pool.execute(
-        "INSERT INTO clients (id, therapist_id, name, email) VALUES ($1, $2, 'C', 'c@example.org')",
-        client_id,
-        therapist_id,
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path | None) -> Iterator[None]:
+    """Sample `pid` with py-spy (collapsed stacks into `out`) while the block runs; nothing if `out` is None."""
+    if out is None:
+        yield
+        return
+    exe = shutil.which("py-spy")
+    if exe is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    spy = subprocess.Popen(  # a fixed tool on our own child's pid
+        [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    queue: asyncio.Queue[dt.datetime] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(start + dt.timedelta(minutes=15 * i))
+    time.sleep(1.0)  # py-spy attaches before the load starts
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=30)
 
-    async def worker() -> None:
-        async with pool.acquire() as conn:
-            while not queue.empty():
-                when = queue.get_nowait()
-                end = when + dt.timedelta(minutes=15)
-                await conn.execute(
-                    "INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,"
-                    " client_name, client_email, key_hash, client_id)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, 'C', 'c@example.org', $7, $8)",
-                    uuid.uuid4(),
-                    therapist_id,
-                    session_type,
-                    when,
-                    end,
-                    asyncpg.Range(when, end),
-                    hashlib.sha256(os.urandom(24)).digest(),
-                    client_id,
+
+@contextlib.asynccontextmanager
+async def servers(silent: bool, deliver: bool) -> AsyncIterator[tuple[str, dict[str, tuple[str, int]]]]:
+    """The database and the servers: yields its URL and each server's name -> (base URL, pid)."""
+    with tempfile.TemporaryDirectory(prefix="teleroom-bench-") as tmp:
+        async with fresh_database(Path(tmp)) as url, contextlib.AsyncExitStack() as stack:
+            found: dict[str, tuple[str, int]] = {}
+            wanted = [("API", ["--database-url", url, "--data-dir", f"{tmp}/api"])]
+            if silent:
+                wanted.append(("API silent", ["--database-url", url, "--data-dir", f"{tmp}/silent", "--silent"]))
+            for name, args in wanted:
+                if not deliver:
+                    args.append("--no-delivery")
+                Path(args[3]).mkdir()
+                port = free_port()
+                found[name] = (
+                    f"http://127.0.0.1:{port}",
+                    await stack.enter_async_context(process("bench.served", port, args)),
                 )
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    rate = n / (time.perf_counter() - began)
-    await pool.close()
-    return rate
+            port = free_port()
+            found["floor"] = (
+                f"http://127.0.0.1:{port}",
+                await stack.enter_async_context(process("bench.floor", port, ["--database-url", url])),
+            )
+            yield url, found
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bookings", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--bookings", type=int, default=2000, help="bookings per server per round")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--idempotency", action="store_true", help="send an Idempotency-Key with every booking")
+    parser.add_argument("--no-silent", dest="silent", action="store_false", help="skip the API without notice hooks")
+    parser.add_argument("--deliver", action="store_true", help="run the outbox delivery worker during the rounds")
+    parser.add_argument("--profile", type=Path, help="directory for py-spy's samples of the API servers")
     args = parser.parse_args()
-    async with running_service() as svc:
-        api_rate = await through_api(svc, args.bookings, args.concurrency)
-        raw_rate = await raw_inserts(svc, args.bookings, args.concurrency)
-    print(f"bookings={args.bookings} concurrency={args.concurrency}")
-    print(f"HTTP API      : {api_rate:8.0f} bookings/s")
-    print(f"raw asyncpg   : {raw_rate:8.0f} inserts/s")
-    print(f"ratio API/raw : {api_rate / raw_rate:8.2f}")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    async with servers(args.silent, args.deliver) as (url, found):
+        connector = aiohttp.TCPConnector(limit=args.concurrency)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            admin = Service(found["API"][0], url, http)
+            figures = {name: Figures(name) for name in found}
+            for round_ in range(args.rounds):
+                for name, (base, pid) in found.items():
+                    slug = f"bench-{round_}-{name.replace(' ', '-').lower()}"
+                    _, session_type = await admin.therapist(slug)
+                    profiled = args.profile and name != "floor"
+                    out = args.profile / f"{slug}.txt" if profiled else None
+                    used = cpu_seconds(pid)
+                    with py_spy(pid, out):
+                        await drive(
+                            http,
+                            base,
+                            slug,
+                            session_type,
+                            args.bookings,
+                            args.concurrency,
+                            keyed=args.idempotency,
+                            into=figures[name],
+                        )
+                    figures[name].cpu += cpu_seconds(pid) - used
+                    figures[name].booked += args.bookings
+    report(args, list(figures.values()))
+
+
+def report(args: argparse.Namespace, figures: list[Figures]) -> None:
+    floor = next(f for f in figures if f.name == "floor")
+    print(
+        f"bookings={args.bookings} per server and round, concurrency={args.concurrency}, rounds={args.rounds},"
+        f" idempotency keys={'yes' if args.idempotency else 'no'}, cpus={os.cpu_count()}"
+    )
+    print(
+        f"{'':12} {'bookings/s':>10} {'x floor':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>7} {'x floor':>8}   rounds/s"
+    )
+    for fig in figures:
+        rounds = " ".join(f"{r:.0f}" for r in fig.rates)
+        print(
+            f"{fig.name:12} {fig.rate:10.0f} {fig.rate / floor.rate:8.2f} {fig.latency_ms(0.5):8.1f}"
+            f" {fig.latency_ms(0.99):8.1f} {fig.cpu_ms:7.2f} {floor.cpu_ms / fig.cpu_ms:8.2f}   {rounds}"
+        )
+    print("cpu ms: the server process's CPU time per booking; its x floor is floor / server, like the rate's.")
 
 
 if __name__ == "__main__":

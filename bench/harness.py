@@ -25,11 +25,12 @@ ADMIN = "bench-admin-token-0123456789abcdef"
 
 
 @dataclass
-class Running:
+class Service:
+    """A Teleroom answering at `base` (in this process or another), on the database at `database_url`."""
+
     base: str
     database_url: str
     http: aiohttp.ClientSession
-    app: web.Application
 
     async def call(self, method: str, path: str, token: str | None = None, json: Any = None) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -63,6 +64,13 @@ class Running:
             },
         )
         return t, st["id"]
+
+
+@dataclass
+class Running(Service):
+    """A Teleroom running in this process (its app at hand)."""
+
+    app: web.Application
 
 
 def _port() -> int:

@@ -6,6 +6,12 @@ number of nodes. Every change to a therapist's booked times (a booking, a series
 takes that therapist's transaction-scoped advisory lock (`lock_times`), so racing requests queue
 instead of meeting inside the constraint: two uncommitted overlapping inserts each wait for the
 other there, which PostgreSQL breaks as a deadlock only after `deadlock_timeout`.
+
+Since the lock serialises one therapist's bookings until each commits, a new booking does all it
+can before taking it (its session type, the rules, busy time from other calendars, its client
+record and audit row) and takes it in the insert itself (`INSERT_LOCKED`): under the lock there
+is one statement, the notices and the commit. It does not look for other bookings in its way
+first: the constraint refuses an overlap as surely, and that query would run under the lock.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from broker.principals import PUBLIC_CLIENT, Principal
 from broker.session_types import SessionType
 from broker.therapists import Therapist
 from broker.zones import zone
-from calendars.slots import Span, compute_slots, offer_problem
+from calendars.slots import SessionRules, Span, compute_slots, offer_problem
 
 # Extra busy time besides bookings (external calendars plug in here): (conn, therapist, span) -> spans.
 BusySource = Callable[[Executor, uuid.UUID, Span], Awaitable[Sequence[Span]]]
@@ -41,6 +47,16 @@ INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blo
     client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
     series_id, series_index)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+"""
+# The same insert, taking the therapist's times lock (see `lock_times`) in the same statement: the
+# lock is the row the insert selects from, so it is held before the new row meets
+# bookings_no_overlap, and a round trip sooner than a statement of its own would hold it.
+INSERT_LOCKED = """
+INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
+    client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
+    series_id, series_index)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 """
 # A booking with what `Booking` carries of its session type, therapist and cancellation policy.
 _SELECT_BOOKINGS = """
@@ -212,8 +228,16 @@ async def lock_times(conn: Executor, therapist_id: uuid.UUID) -> None:
 
     Taken before the busy check, so the check sees every booking committed before it and the
     insert never waits on another uncommitted one: contention is a queue, never a deadlock. Two
-    therapists whose ids share a 32-bit prefix merely queue together. Needs a transaction."""
-    await conn.execute(LOCK_TIMES, TIMES_LOCK_NAMESPACE, int.from_bytes(therapist_id.bytes[:4], "big", signed=True))
+    therapists whose ids share a 32-bit prefix merely queue together. Needs a transaction.
+
+    Whatever another booking's transaction may be holding while it waits for this lock (a new
+    client record) is written before taking it, by a booking and a series alike: a holder that
+    waited for such a row would close a cycle."""
+    await conn.execute(LOCK_TIMES, TIMES_LOCK_NAMESPACE, _times_key(therapist_id))
+
+
+def _times_key(therapist_id: uuid.UUID) -> int:
+    return int.from_bytes(therapist_id.bytes[:4], "big", signed=True)
 
 
 async def busy_spans(
@@ -244,13 +268,32 @@ async def check_offered(
     sources: Sequence[BusySource] = (),
 ) -> None:
     """Invalid `slot_not_offered` if the time could never be booked; Conflict `slot_unavailable` if taken."""
-    av, _ = await availability.load(conn, therapist_id, therapist_zone)
     rules = session_type.rules
+    await check_rules(conn, therapist_id, therapist_zone, rules, start, now)
+    if await busy_spans(conn, therapist_id, rules.blocked(start), exclude=exclude, sources=sources):
+        raise slot_taken()
+
+
+async def check_rules(
+    conn: Executor,
+    therapist_id: uuid.UUID,
+    therapist_zone: str,
+    rules: SessionRules,
+    start: dt.datetime,
+    now: dt.datetime,
+) -> None:
+    """Invalid `slot_not_offered` if the therapist's hours and the type's rules never offer this time."""
+    av, _ = await availability.load(conn, therapist_id, therapist_zone)
     reason = offer_problem(av, rules, start, now)
     if reason is not None:
         raise not_offered(reason)
-    if await busy_spans(conn, therapist_id, rules.blocked(start), exclude=exclude, sources=sources):
-        raise slot_taken()
+
+
+async def check_elsewhere(conn: Executor, therapist_id: uuid.UUID, span: Span, sources: Sequence[BusySource]) -> None:
+    """Conflict `slot_unavailable` if busy time outside our bookings (other calendars) meets `span`."""
+    for source in sources:
+        if await source(conn, therapist_id, span):
+            raise slot_taken()
 
 
 async def _insert(
@@ -261,8 +304,14 @@ async def _insert(
     *,
     actor: Principal = PUBLIC_CLIENT,
     series: tuple[uuid.UUID, int] | None = None,
+    savepoint: bool = True,
 ) -> NewBooking:
-    """Insert a confirmed booking; its key is returned once and stored only as a hash."""
+    """Insert a confirmed booking; its key is returned once and stored only as a hash.
+
+    Its client record and audit row are written first and the insert takes `lock_times` itself,
+    so the lock is held from the insert on. In a savepoint a lost slot leaves the caller's
+    transaction usable (a series goes on; an Idempotency-Key keeps the refusal); without one
+    (`savepoint=False`) the loss aborts the caller's transaction, which must then roll back."""
     rules = session_type.rules
     start = body.start.astimezone(dt.UTC)
     blocked = rules.blocked(start)
@@ -272,37 +321,47 @@ async def _insert(
         end=start + dt.timedelta(minutes=rules.duration),
         key=credentials.new_secret(credentials.BOOKING_KEY),
     )
+
+    async def write() -> None:
+        c = body.client
+        client = await clients.match_or_create(
+            conn,
+            therapist.id,
+            name=c.name,
+            email=c.email,
+            phone=c.phone,
+            location=c.location,
+            confidential=body.confidential_messages,
+        )
+        # Before the insert, in the same transaction: it commits or rolls back with the booking.
+        await audit.record(conn, actor, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
+        await conn.execute(
+            INSERT_LOCKED,
+            booking.id,
+            therapist.id,
+            session_type.id,
+            booking.start,
+            booking.end,
+            Range(blocked.start, blocked.end),
+            c.name,
+            c.email,
+            c.phone,
+            body.client_timezone,
+            credentials.secret_hash(booking.key),
+            c.location,
+            client.id,
+            None if series is None else series[0],
+            None if series is None else series[1],
+            TIMES_LOCK_NAMESPACE,
+            _times_key(therapist.id),
+        )
+
     try:
-        async with conn.transaction():  # a savepoint when nested: a losing insert leaves the caller usable
-            c = body.client
-            client = await clients.match_or_create(
-                conn,
-                therapist.id,
-                name=c.name,
-                email=c.email,
-                phone=c.phone,
-                location=c.location,
-                confidential=body.confidential_messages,
-            )
-            await conn.execute(
-                INSERT_BOOKING,
-                booking.id,
-                therapist.id,
-                session_type.id,
-                booking.start,
-                booking.end,
-                Range(blocked.start, blocked.end),
-                body.client.name,
-                body.client.email,
-                body.client.phone,
-                body.client_timezone,
-                credentials.secret_hash(booking.key),
-                body.client.location,
-                client.id,
-                None if series is None else series[0],
-                None if series is None else series[1],
-            )
-            await audit.record(conn, actor, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
+        if savepoint:
+            async with conn.transaction():
+                await write()
+        else:
+            await write()
     except asyncpg.ExclusionViolationError:
         raise slot_taken() from None
     return booking
@@ -341,20 +400,22 @@ async def book(
     `answer` and `refusal` encode what the caller is told; with an Idempotency-Key that answer is
     kept (sealed, see `broker.idempotency`) so a retry with the same key and body gets it back, a
     taken slot included. Returns the new booking and its encoded answer, or the replayed answer."""
-    idempotency.check_key(idempotency_key)
+    key = idempotency.check_key(idempotency_key)
     if body.client_timezone is not None:
         zone(body.client_timezone, "client_timezone")
-    session_type = await session_types.active(pool, therapist.id, body.session_type)
 
     async def make(conn: asyncpg.Connection) -> tuple[NewBooking, bytes]:
-        await lock_times(conn, therapist.id)
-        await check_offered(conn, therapist.id, therapist.timezone, session_type, body.start, now, sources=sources)
-        booking = await _insert(conn, therapist, session_type, body)  # a savepoint: a loss leaves conn usable
+        session_type = await session_types.active(conn, therapist.id, body.session_type)
+        rules = session_type.rules
+        await check_rules(conn, therapist.id, therapist.timezone, rules, body.start, now)
+        await check_elsewhere(conn, therapist.id, rules.blocked(body.start.astimezone(dt.UTC)), sources)
+        # Only a refusal kept for a key needs the transaction to survive a lost slot.
+        booking = await _insert(conn, therapist, session_type, body, savepoint=key is not None)
         await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client", secret=booking.key))
         return booking, answer(booking)
 
-    request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
-    return await idempotency.once(pool, therapist.id, idempotency_key, request_hash, make, refusal)
+    request_hash = b"" if key is None else hashlib.sha256(msgspec.json.encode(body)).digest()
+    return await idempotency.once(pool, therapist.id, key, request_hash, make, refusal)
 
 
 async def for_key(conn: Executor, key: str) -> BookingRef | None:

@@ -24,11 +24,20 @@ from broker.principals import PUBLIC_CLIENT, Principal
 # rather than DO UPDATE: a row lock would queue every booking of one client behind the previous
 # one's whole transaction (bench/booking.py lost half its rate to it); the booking's foreign key
 # takes a KEY SHARE lock, which other bookings of the client share.
-CREATE_CLIENT = """
-INSERT INTO clients (id, therapist_id, name, email, phone, location, confidential_messages)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (therapist_id, lower(email)) DO NOTHING
-RETURNING *
+#
+# The new row or else the existing one, in one round trip. Parts of one statement share its
+# snapshot, so a row whose commit the insert waited for is not seen by the second part (no row
+# comes back); SELECT_BY_EMAIL, a statement of its own, then finds it.
+MATCH_OR_CREATE = """
+WITH created AS (
+    INSERT INTO clients (id, therapist_id, name, email, phone, location, confidential_messages)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (therapist_id, lower(email)) DO NOTHING
+    RETURNING *
+)
+SELECT true AS created, * FROM created
+UNION ALL
+SELECT false, * FROM clients WHERE therapist_id = $2 AND lower(email) = lower($4)
 """
 SELECT_BY_EMAIL = "SELECT * FROM clients WHERE therapist_id = $1 AND lower(email) = lower($2)"
 # A client asking for confidential messages is heard on any booking; only the therapist turns it off.
@@ -78,12 +87,13 @@ async def match_or_create(
     An existing record keeps its name, email and notes; only an empty phone or location is filled
     from the booking. Run it in the booking's transaction, so a booking that loses its slot leaves
     no new client behind. A new record is audited as `client.created` by `actor`."""
-    row = await conn.fetchrow(CREATE_CLIENT, uuid.uuid4(), therapist_id, name, email, phone, location, confidential)
-    if row is not None:
+    row = await conn.fetchrow(MATCH_OR_CREATE, uuid.uuid4(), therapist_id, name, email, phone, location, confidential)
+    if row is not None and row["created"]:
         client = record_to(Client, row)
         await audit.record(conn, actor, "client.created", therapist_id=therapist_id, client_id=client.id)
         return client
-    row = await conn.fetchrow(SELECT_BY_EMAIL, therapist_id, email)
+    if row is None:
+        row = await conn.fetchrow(SELECT_BY_EMAIL, therapist_id, email)
     assert row is not None  # the conflicting row is committed (and clients are never deleted but with their therapist)
     client = record_to(Client, row)
     if (phone is not None and client.phone is None) or (location is not None and client.location is None):

@@ -248,6 +248,7 @@ async def _create(
     session_type: SessionType,
     request: Request,
     client: schemas.ClientIn,
+    record: clients.Client,
     actor: Principal,
     now: dt.datetime,
     sources: Sequence[BusySource],
@@ -258,15 +259,6 @@ async def _create(
         request.all_or_nothing and any(p.status != "free" for p in planned)
     ):
         raise unavailable(planned)
-    record = await clients.match_or_create(
-        conn,
-        therapist.id,
-        name=client.name,
-        email=client.email,
-        phone=client.phone,
-        location=client.location,
-        confidential=request.confidential_messages,
-    )
     series_id = uuid.uuid4()
     key = credentials.new_secret(credentials.SERIES_KEY)
     first = planned[0].occurrence
@@ -335,9 +327,23 @@ async def book(
     session_type = await session_types.active(pool, therapist.id, request.session_type)
 
     async def make(conn: asyncpg.Connection) -> tuple[NewSeries, bytes]:
-        await bookings.lock_times(conn, therapist.id)  # before the plan reads what is busy
         async with conn.transaction():  # a savepoint: a refused series leaves no row behind
-            made = await _create(conn, therapist, session_type, request, client, actor, now, sources, waive_limits)
+            # The client record before the times lock, as a single booking makes it: no transaction
+            # holding the lock then waits for another's uncommitted new client (which may be waiting
+            # for the lock), so the lock cannot close a deadlock.
+            record = await clients.match_or_create(
+                conn,
+                therapist.id,
+                name=client.name,
+                email=client.email,
+                phone=client.phone,
+                location=client.location,
+                confidential=request.confidential_messages,
+            )
+            await bookings.lock_times(conn, therapist.id)  # before the plan reads what is busy
+            made = await _create(
+                conn, therapist, session_type, request, client, record, actor, now, sources, waive_limits
+            )
         booked_ids = tuple(made.booked[i] for i in sorted(made.booked))
         await notices.due(
             conn, Notice("series.created", therapist.id, booked_ids, by=actor.kind, series_id=made.id, secret=made.key)

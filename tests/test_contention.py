@@ -104,3 +104,52 @@ async def test_racing_bookings_series_and_moves_on_a_15_minute_grid_are_right_an
 
     await _quiesce(server, db)
     assert await _deadlocks(db) == before, "PostgreSQL detected a deadlock among racing bookings"
+
+
+async def test_a_new_clients_racing_bookings_and_series_never_deadlock(
+    api: Api, db: asyncpg.Connection, server: TestServer
+) -> None:
+    # A booking writes its client record before it takes the therapist's times lock; a series must
+    # too. When a series created the client under the lock, a single booking holding the same new
+    # client (uncommitted, waiting for the lock) and the series (holding the lock, waiting for that
+    # client row) deadlocked.
+    therapist, st = await api.ready_therapist(
+        duration_minutes=30, buffer_after_minutes=0, slot_interval_minutes=30, series_frequencies=["weekly"]
+    )
+    first = next_grid_start(dt.datetime.now(dt.UTC) + dt.timedelta(days=1), 60)
+    before = await _deadlocks(db)
+    slug = therapist["slug"]
+    for round_ in range(6):
+        email = f"new-{round_}@example.org"  # a client each round has never booked before
+        client = {"name": "New Client", "email": email}
+        base = first + dt.timedelta(hours=round_ * 12)
+        attempts = [
+            api.call(
+                "POST",
+                f"/api/v1/therapists/{slug}/series",
+                json={
+                    "session_type": st["id"],
+                    "start": (base + dt.timedelta(minutes=30 * i)).isoformat(),
+                    "frequency": "weekly",
+                    "count": 2,
+                    "client": client,
+                },
+            )
+            if i % 2
+            else api.call(
+                "POST",
+                f"/api/v1/therapists/{slug}/bookings",
+                json={
+                    "session_type": st["id"],
+                    "start": (base + dt.timedelta(minutes=30 * i)).isoformat(),
+                    "client": client,
+                },
+            )
+            for i in range(12)
+        ]
+        results = await asyncio.gather(*attempts)
+        assert [status for status, _ in results] == [201] * 12, [b for s, b in results if s != 201]
+        assert await db.fetchval("SELECT count(*) FROM clients WHERE email = $1", email) == 1
+
+    await _quiesce(server, db)
+    assert await _deadlocks(db) == before, "PostgreSQL detected a deadlock between a booking and a series"

@@ -31,11 +31,12 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import asyncpg
+import msgspec
 from aiohttp import web
 
 from broker import bookings, outbox, session_types
 from broker.clock import CLOCK
-from broker.database import Executor
+from broker.database import Executor, record_to
 from broker.mail import preferences
 from broker.notices import NOTICES, Notice
 from broker.outbox import NewMessage
@@ -70,6 +71,25 @@ def key_context(kind: KeyKind, owner: uuid.UUID) -> str:
 
 def password_link_context(therapist_id: uuid.UUID) -> str:
     return f"teleroom.mail.password-link:{therapist_id}"
+
+
+# What a new booking's messages need, read in one statement: its start, its type's reminder times
+# and whether the therapist asked to hear of bookings (`broker.mail.preferences`). The hook runs
+# under the therapist's times lock (`bookings.lock_times`), so every read here is a round trip the
+# therapist's other bookings wait for.
+SELECT_BOOKED = """
+SELECT b.starts_at, st.reminder_minutes, t.notify_bookings
+FROM bookings b
+JOIN session_types st ON st.id = b.session_type_id
+JOIN therapists t ON t.id = b.therapist_id
+WHERE b.id = $1
+"""
+
+
+class _Booked(msgspec.Struct, frozen=True):
+    starts_at: dt.datetime
+    reminder_minutes: list[int]
+    notify_bookings: bool
 
 
 def _iso(value: dt.datetime) -> str:
@@ -147,17 +167,23 @@ class Hook:
             await self.series_booked(conn, notice, now)
 
     async def _therapist_notice(
-        self, conn: Executor, notice: Notice, event: str, now: dt.datetime, **fields: Any
+        self, conn: Executor, notice: Notice, event: str, now: dt.datetime, notify: bool | None = None, **fields: Any
     ) -> list[NewMessage]:
-        if notice.by == "therapist" or not (await preferences.get(conn, notice.therapist_id)).notify_bookings:
+        """The therapist's notice, if they asked for them (`notify`, read here when not given)."""
+        if notice.by == "therapist":
+            return []
+        if notify is None:
+            notify = (await preferences.get(conn, notice.therapist_id)).notify_bookings
+        if not notify:
             return []
         payload = {"event": event, "bookings": [str(b) for b in notice.booking_ids]}
         return [_email(THERAPIST_NOTICE, "therapist", notice.therapist_id, now, payload=payload, **fields)]
 
     async def booked(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> None:
         [booking_id] = notice.booking_ids
-        booking = await bookings.get(conn, booking_id)
-        session_type = await session_types.get(conn, booking.session_type_id)
+        row = await conn.fetchrow(SELECT_BOOKED, booking_id)
+        assert row is not None  # made in this very transaction
+        booking = record_to(_Booked, row)
         sealed = None
         if notice.secret is not None:
             sealed = self.sealer.seal_text(notice.secret, key_context("booking", booking_id))
@@ -176,12 +202,14 @@ class Hook:
                 notice.therapist_id,
                 booking_id,
                 booking.starts_at,
-                session_type.reminder_minutes,
+                booking.reminder_minutes,
                 now,
                 key="booking",
                 sealed=sealed,
             ),
-            *await self._therapist_notice(conn, notice, "booked", now, booking_id=booking_id),
+            *await self._therapist_notice(
+                conn, notice, "booked", now, notify=booking.notify_bookings, booking_id=booking_id
+            ),
         ]
         await outbox.enqueue(conn, queued, now)
 
