@@ -12,6 +12,7 @@ Operations added later are walked too: the run reads whatever the document lists
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -30,6 +31,7 @@ from hypothesis import strategies as st
 from broker.clock import Clock
 from broker.errors import InvalidInput
 from broker.http.endpoints import MULTI_LINE, ONE_LINE, check_text
+from broker.settings import Settings
 from tests.support import Api, next_grid_start
 from tests.test_accounts import PASSWORD, Browserish, link_secret, therapist_with_password
 
@@ -60,8 +62,44 @@ ID_OF: dict[str, str] = {
     "put_policy": "session_type",
     "list_policy_versions": "session_type",
     "archive_session_type": "spare_session_type",
+    "put_reminders": "session_type",
     "revoke_feed": "feed",
+    "get_webhook": "webhook",
+    "update_webhook": "webhook",
+    "rotate_secret": "webhook",
+    "list_deliveries": "webhook",
+    "send_again": "webhook",
+    "delete_webhook": "doomed_webhook",
+    "admin_get_webhook": "admin_webhook",
+    "admin_update_webhook": "admin_webhook",
+    "admin_rotate_secret": "admin_webhook",
+    "admin_list_deliveries": "admin_webhook",
+    "admin_send_again": "admin_webhook",
+    "admin_delete_webhook": "doomed_admin_webhook",
 }
+# The other path parameters, by operationId: which thing, and its parameter's name.
+OTHER_OF: dict[str, tuple[str, str]] = {
+    "send_again": ("delivery_id", "delivery"),
+    "admin_send_again": ("delivery_id", "admin_delivery"),
+    "get_preview": ("template", "template"),
+}
+# Fields whose generated values are half the time real ones (from the world's dictionaries).
+DICTIONARY_OF = {
+    "body.session_type": "session-types",
+    "query.session_type": "session-types",
+    "body.start": "starts",
+    "body.timezone": "zones",
+    "body.client_timezone": "zones",
+    "query.tz": "zones",
+}
+# Webhooks go to a port nobody listens on (this machine's discard port): every delivery fails.
+WEBHOOK_URL = "https://127.0.0.1:9/teleroom"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The suite's settings, with webhooks allowed to this machine's addresses (see WEBHOOK_URL)."""
+    return dataclasses.replace(settings, allow_private_webhook_urls=True)
 
 
 @pytest.fixture
@@ -99,6 +137,18 @@ async def book(api: Api, therapist: dict[str, Any], session_type: dict[str, Any]
     return body
 
 
+async def created(api: Api, method: str, path: str, token: str, body: Any) -> Any:
+    status, answer = await api.call(method, path, token=token, json=body)
+    assert status == 201, answer
+    return answer
+
+
+async def fetched(api: Api, path: str, token: str) -> Any:
+    status, answer = await api.call("GET", path, token=token)
+    assert status == 200, answer
+    return answer
+
+
 async def populate(api: Api, base_url: str, clock: Clock) -> dict[str, Any]:
     """A therapist with something behind every id the document's operations take."""
     therapist = await therapist_with_password(api)
@@ -110,6 +160,11 @@ async def populate(api: Api, base_url: str, clock: Clock) -> dict[str, Any]:
         policy={"window_hours": 48, "text": "Cancel two days ahead.", "late_cancel_fee": fee, "no_show_fee": fee},
     )
     spare = await api.session_type(therapist, name="Spare")
+    webhooks = f"/api/v1/therapists/{therapist['slug']}/webhooks"
+    hooks = [
+        await created(api, "POST", base, token, {"url": WEBHOOK_URL, "events": ["booking.created"]})
+        for base, token in [(webhooks, therapist["api_token"])] * 2 + [("/api/v1/webhooks", api.admin_token)] * 2
+    ]
     first = next_grid_start(clock.now(), 60)
     started = await book(api, therapist, session_type, first)
     late = await book(api, therapist, session_type, first + dt.timedelta(hours=2))
@@ -139,9 +194,20 @@ async def populate(api: Api, base_url: str, clock: Clock) -> dict[str, Any]:
     )
     assert status == 201, feed
     invited = await api.therapist()  # its invite link is unused: the link endpoints' credential
+    deliveries = [
+        await fetched(api, f"{base}/{hook['id']}/deliveries", token)
+        for base, hook, token in [
+            (webhooks, hooks[0], therapist["api_token"]),
+            ("/api/v1/webhooks", hooks[2], api.admin_token),
+        ]
+    ]
+    previews = await fetched(api, f"/api/v1/therapists/{therapist['slug']}/email-previews", therapist["api_token"])
 
     # The first booking has started: its outcome can be marked, its room opened.
     clock.advance(first - clock.now() + dt.timedelta(minutes=5))
+    free = await api.slots(
+        therapist, session_type, first.date() + dt.timedelta(days=1), first.date() + dt.timedelta(days=3)
+    )
     browser = Browserish(base_url)
     try:
         status, _, _ = await browser.login(therapist["email"], PASSWORD)
@@ -165,6 +231,19 @@ async def populate(api: Api, base_url: str, clock: Clock) -> dict[str, Any]:
             "session_type": session_type["id"],
             "spare_session_type": spare["id"],
             "feed": feed["id"],
+            "webhook": hooks[0]["id"],
+            "doomed_webhook": hooks[1]["id"],
+            "admin_webhook": hooks[2]["id"],
+            "doomed_admin_webhook": hooks[3]["id"],
+            "delivery": deliveries[0]["deliveries"][0]["id"],
+            "admin_delivery": deliveries[1]["deliveries"][0]["id"],
+            "template": previews["templates"][0],
+        },
+        # Values the fuzzer mixes into the fields of these names: real ones reach past "unknown".
+        "dictionaries": {
+            "session-types": [session_type["id"]],
+            "starts": [slot["start"] for slot in free[:: max(1, len(free) // 12)]],
+            "zones": ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"],
         },
     }
 
@@ -205,12 +284,17 @@ def config(world: dict[str, Any], admin_token: str, hooks: Path) -> str:
         "[parameters]",
         f"slug = {toml(world['therapist']['slug'])}",
     ]
-    for operation_id, name in sorted(ID_OF.items()):
-        lines += [
-            "[[operations]]",
-            f"include-operation-id = {toml(operation_id)}",
-            f"parameters = {{ id = {toml(world['ids'][name])} }}",
-        ]
+    for name, dictionary in DICTIONARY_OF.items():
+        lines.append(f"{toml(name)} = {{ dictionary = {toml(dictionary)}, probability = 0.5 }}")
+    for dictionary, values in world["dictionaries"].items():
+        lines += [f"[dictionaries.{dictionary}]", f"values = {toml(values)}"]
+    for operation_id in sorted(ID_OF.keys() | OTHER_OF.keys()):
+        values = {"id": world["ids"][ID_OF[operation_id]]} if operation_id in ID_OF else {}
+        if operation_id in OTHER_OF:
+            parameter, name = OTHER_OF[operation_id]
+            values[parameter] = world["ids"][name]
+        table = ", ".join(f"{key} = {toml(value)}" for key, value in values.items())
+        lines += ["[[operations]]", f"include-operation-id = {toml(operation_id)}", f"parameters = {{ {table} }}"]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from broker.http.endpoints import MULTI_LINE, ONE_LINE, YEAR_PATTERN, ApiRoutes, Endpoint
+from broker.http.problems import TITLES
 from broker.schemas import MULTILINE, ProblemOut
 
 # Every table of JSON endpoints, for the OpenAPI document; each part appends its own when mounted.
@@ -109,7 +110,7 @@ def document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any]:
 def _problem(status: int, schema: dict[str, Any]) -> dict[str, Any]:
     """A documented problem response; 429 and 503 say when to try again (RFC 9110 section 10.2.3)."""
     response: dict[str, Any] = {
-        "description": HTTPStatus(status).phrase,
+        "description": TITLES.get(status) or HTTPStatus(status).phrase,
         "content": {"application/problem+json": {"schema": schema}},
     }
     if status in (429, 503):
