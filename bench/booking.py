@@ -11,9 +11,12 @@ server), are hit by the same client with the same requests at the same concurren
 Each round books `--bookings` distinct slots of a fresh therapist on every server in turn, so no
 therapist ever holds more than that; rates are medians over the rounds, latencies pooled, and the
 ratio to the floor is the project's own measure (issue 13 asks at least 0.6). `--profile DIR`
-records the API server with py-spy during its rounds (collapsed stacks, DIR/api-<round>.txt).
+records the API servers with py-spy during their rounds (collapsed stacks, one file a round).
+`--scale` then seeds 10,000 therapists and 1,000,000 bookings (`bench.seeding`) into the same
+database and runs the rounds again: each round's therapist still ends with `--bookings`, now among
+a million others, and the last table compares the two runs.
 
-    python -m bench.booking [--bookings 2000] [--concurrency 32] [--rounds 3] [--idempotency]
+    python -m bench.booking [--bookings 2000] [--concurrency 32] [--rounds 3] [--idempotency] [--scale]
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
+from bench import seeding
 from bench.harness import Service
 from bench.served import free_port, fresh_database, process
 
@@ -154,6 +159,33 @@ async def servers(silent: bool, deliver: bool) -> AsyncIterator[tuple[str, dict[
             yield url, found
 
 
+async def run_rounds(
+    args: argparse.Namespace, http: aiohttp.ClientSession, admin: Service, found: dict[str, tuple[str, int]], phase: str
+) -> list[Figures]:
+    """`args.rounds` rounds, each booking `args.bookings` slots of a fresh therapist on every server in turn."""
+    figures = {name: Figures(name) for name in found}
+    for round_ in range(args.rounds):
+        for name, (base, pid) in found.items():
+            slug = f"bench-{phase}-{round_}-{name.replace(' ', '-').lower()}"
+            _, session_type = await admin.therapist(slug)
+            out = args.profile / f"{slug}.txt" if args.profile and name != "floor" else None
+            used = cpu_seconds(pid)
+            with py_spy(pid, out):
+                await drive(
+                    http,
+                    base,
+                    slug,
+                    session_type,
+                    args.bookings,
+                    args.concurrency,
+                    keyed=args.idempotency,
+                    into=figures[name],
+                )
+            figures[name].cpu += cpu_seconds(pid) - used
+            figures[name].booked += args.bookings
+    return list(figures.values())
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bookings", type=int, default=2000, help="bookings per server per round")
@@ -163,6 +195,11 @@ async def main() -> None:
     parser.add_argument("--no-silent", dest="silent", action="store_false", help="skip the API without notice hooks")
     parser.add_argument("--deliver", action="store_true", help="run the outbox delivery worker during the rounds")
     parser.add_argument("--profile", type=Path, help="directory for py-spy's samples of the API servers")
+    parser.add_argument(
+        "--scale", action="store_true", help="then seed 10,000 therapists and 1,000,000 bookings and run again"
+    )
+    parser.add_argument("--scale-therapists", type=int, default=10_000)
+    parser.add_argument("--scale-bookings", type=int, default=1_000_000)
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -170,28 +207,23 @@ async def main() -> None:
         connector = aiohttp.TCPConnector(limit=args.concurrency)
         async with aiohttp.ClientSession(connector=connector) as http:
             admin = Service(found["API"][0], url, http)
-            figures = {name: Figures(name) for name in found}
-            for round_ in range(args.rounds):
-                for name, (base, pid) in found.items():
-                    slug = f"bench-{round_}-{name.replace(' ', '-').lower()}"
-                    _, session_type = await admin.therapist(slug)
-                    profiled = args.profile and name != "floor"
-                    out = args.profile / f"{slug}.txt" if profiled else None
-                    used = cpu_seconds(pid)
-                    with py_spy(pid, out):
-                        await drive(
-                            http,
-                            base,
-                            slug,
-                            session_type,
-                            args.bookings,
-                            args.concurrency,
-                            keyed=args.idempotency,
-                            into=figures[name],
-                        )
-                    figures[name].cpu += cpu_seconds(pid) - used
-                    figures[name].booked += args.bookings
-    report(args, list(figures.values()))
+            alone = await run_rounds(args, http, admin, found, "alone")
+            report(args, alone)
+            if args.scale:
+                conn = await asyncpg.connect(url)
+                try:
+                    took = await seeding.seed(conn, therapists=args.scale_therapists, bookings=args.scale_bookings)
+                finally:
+                    await conn.close()
+                print(f"\nseeded {args.scale_therapists} therapists and {args.scale_bookings} bookings in {took:.0f} s")
+                at_scale = await run_rounds(args, http, admin, found, "scale")
+                report(args, at_scale)
+                print(f"\n{'at scale / alone':20} {'rate':>6} {'p50':>6} {'p99':>6} {'cpu':>6}")
+                for a, b in zip(alone, at_scale, strict=True):
+                    print(
+                        f"{a.name:20} {b.rate / a.rate:6.2f} {b.latency_ms(0.5) / a.latency_ms(0.5):6.2f}"
+                        f" {b.latency_ms(0.99) / a.latency_ms(0.99):6.2f} {b.cpu_ms / a.cpu_ms:6.2f}"
+                    )
 
 
 def report(args: argparse.Namespace, figures: list[Figures]) -> None:
