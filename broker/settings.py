@@ -478,6 +478,16 @@ class Settings:
         "per node in memory (429 `rate_limited` with `Retry-After` beyond it); `0` turns it off. Set "
         "`TELEROOM_TRUSTED_PROXIES` behind a proxy, or every client shares the proxy's address.",
     )
+    slot_listings_per_minute: int = setting(
+        "TELEROOM_SLOT_LISTINGS_PER_MINUTE",
+        Integer(0, 1_000_000),
+        60,
+        summary="free-slot listings one address may ask for per minute on one node (429 beyond; `0` = no limit)",
+        details="flood control on the public slot listing (`GET /api/v1/therapists/{slug}/slots`): requests "
+        "per client address per minute, counted per node in memory (429 `rate_limited` with `Retry-After` "
+        "beyond it); `0` turns it off. The booking page asks once per month shown. Set "
+        "`TELEROOM_TRUSTED_PROXIES` behind a proxy, or every client shares the proxy's address.",
+    )
     smtp_url: str | None = setting(
         "TELEROOM_SMTP_URL",
         OptionalText("`smtp://[user[:password]@]host[:port]` (STARTTLS) or `smtps://…` (TLS)"),

@@ -27,6 +27,8 @@ ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 # The limit sits far above that so flood control never decides a test by accident; the test of
 # flood control sets its own small limit.
 BOOKING_ATTEMPTS_PER_HOUR = 1000
+# Likewise slot listings: property and race tests list slots many times a minute from one address.
+SLOT_LISTINGS_PER_MINUTE = 100_000
 TEMPLATE_DB = "teleroom_template"
 # As in production, the app under test migrates as the schema's owner and serves requests as a role
 # that owns nothing (docs/operations.md, *Database roles*). Own names, so a DATABASE_URL server's
@@ -140,6 +142,7 @@ def settings(database_url: str, migration_database_url: str, tmp_path: Path) -> 
         admin_token=ADMIN_TOKEN,
         allow_private_calendar_urls=True,
         booking_attempts_per_hour=BOOKING_ATTEMPTS_PER_HOUR,
+        slot_listings_per_minute=SLOT_LISTINGS_PER_MINUTE,
     )
 
 

@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from broker import availability, bookings, outside_hours, schemas, session_types, therapists
+from broker import availability, outside_hours, schemas, session_types, therapists
 from broker.bookings import BUSY_SOURCES
 from broker.clock import CLOCK
 from broker.database import POOL
@@ -24,16 +24,19 @@ from broker.http.endpoints import (
     read_json,
     respond,
 )
+from broker.http.ratelimit import SlidingWindow, client_address
 from broker.settings import SETTINGS
+from broker.slot_listings import SLOT_LISTINGS, SlotListings
 from broker.therapists import TherapistCreatedHook
 from broker.zones import zone
-from calendars.slots import dates_window
 
 routes = ApiRoutes("scheduling")
 # What creating a therapist also does, from the API and the command line alike (the web package
 # issues the one-time invite link).
 THERAPIST_CREATED = web.AppKey("therapist_created", list[TherapistCreatedHook])
 MAX_SLOT_RANGE_DAYS = 62
+# Slot listings per client address: the public page must not let one caller keep a node computing.
+SLOT_LIMIT = web.AppKey("slot_limit", SlidingWindow)
 _DATE = re.compile(DATE_PATTERN)
 
 
@@ -193,29 +196,25 @@ def date_range(request: web.Request, today: dt.date, *, default_days: int, max_d
     ],
     # 422: `to` before `from` or more than MAX_SLOT_RANGE_DAYS after it, an unknown `tz` (rules
     # JSON Schema cannot state: between two parameters, or against the zone database).
-    errors=(422,),
+    errors=(422, 429),
 )
 async def list_slots(request: web.Request, call: Call) -> web.Response:
+    app = request.app
+    app[SLOT_LIMIT].require(client_address(request), "Too many slot listings from this address; please slow down.")
     therapist = call.therapist
     type_id = query_param(request, "session_type", required=True)
     assert type_id is not None
-    session_type = await session_types.active(request.app[POOL], therapist.id, type_id)
     tz_name = query_param(request, "tz") or therapist.timezone
     tz = zone(tz_name, "tz")
-    now = request.app[CLOCK].now()
+    now = app[CLOCK].now()
     first, last = date_range(request, now.astimezone(tz).date(), default_days=13, max_days=MAX_SLOT_RANGE_DAYS)
-    sources = request.app[BUSY_SOURCES]
-    slots = await bookings.free_slots(
-        request.app[POOL], therapist, session_type, dates_window(first, last, tz), now, sources
-    )
-    return respond(
-        schemas.SlotList(
-            timezone=tz_name,
-            slots=[schemas.Slot(start=s.start.astimezone(tz), end=s.end.astimezone(tz)) for s in slots],
-        )
-    )
+    sources = app[BUSY_SOURCES]
+    body = await app[SLOT_LISTINGS].body(app[POOL], therapist, type_id, first, last, tz_name, now, sources)
+    return web.Response(body=body, content_type="application/json")
 
 
 def setup(app: web.Application) -> None:
     app[THERAPIST_CREATED] = []
+    app[SLOT_LISTINGS] = SlotListings()
+    app[SLOT_LIMIT] = SlidingWindow(app[SETTINGS].slot_listings_per_minute, 60)
     openapi.mount(app, routes)
