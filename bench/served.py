@@ -2,11 +2,12 @@
 
 `python -m bench.served --port P --database-url URL --data-dir D [--silent] [--no-delivery]` runs
 Teleroom as `teleroom serve` would (same app factory, run_app, no access log), with the bench's
-admin token and without the per-address booking limit (the benchmark books thousands of slots from
-one address). `--silent` removes the notice hooks (outbox rows, webhooks, room closing), so a run
-can tell what telling people costs; `--no-delivery` leaves queued messages undelivered, so the
-delivery worker (rendering and sending emails) does not share the CPU with the requests measured.
-`process()` starts any such server and waits until it answers.
+admin token and without the per-address booking and slot listing limits (the benchmark books
+thousands of slots from one address; `--slot-listings-per-minute` sets one). `--silent` removes the
+notice hooks (outbox rows, webhooks, room closing), so a run can tell what telling people costs;
+`--no-delivery` leaves queued messages undelivered, so the delivery worker (rendering and sending
+emails) does not share the CPU with the requests measured. `process()` starts any such server and
+waits until it answers.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--silent", action="store_true", help="run no notice hooks")
     parser.add_argument("--no-delivery", action="store_true", help="queue messages but run no delivery worker")
+    parser.add_argument(
+        "--slot-listings-per-minute", type=int, default=0, help="the per-address slot listing limit (default: none)"
+    )
     args = parser.parse_args()
     settings = Settings(
         port=args.port,
@@ -108,6 +112,7 @@ def main() -> None:
         admin_token=ADMIN,
         log_level="WARNING",
         booking_attempts_per_hour=0,
+        slot_listings_per_minute=args.slot_listings_per_minute,
     )
     app = create_app(settings)
     if args.silent:
