@@ -146,9 +146,10 @@ def _reachable(roots: list[dict[str, Any]], components: dict[str, Any]) -> set[s
 def _state_text_rules(schema: dict[str, Any]) -> dict[str, Any]:
     """Put in a request schema what check_text enforces, so that what the document calls valid is:
     a string without a pattern of its own (nor enum, const or format) is one line without control
-    characters, or, marked `x-multiline`, may break lines with LF or CR LF; a date or an instant
-    is in the years check_text accepts. A pattern a struct declares must itself leave out control
-    characters (tests/test_openapi_conformance.py checks every one)."""
+    characters, or, marked `x-multiline`, may break lines with LF or CR LF (a mapping's keys are
+    one-line strings too); a date or an instant is in the years check_text accepts. A pattern a
+    struct declares must itself leave out control characters (tests/test_openapi_conformance.py
+    checks every one)."""
     stack: list[Any] = [schema]
     while stack:
         node = stack.pop()
@@ -162,6 +163,8 @@ def _state_text_rules(schema: dict[str, Any]) -> dict[str, Any]:
                 node["pattern"] = YEAR_PATTERN
             elif "format" not in node:
                 node["pattern"] = MULTI_LINE if node.get(MULTILINE) else ONE_LINE
+        elif node.get("type") == "object" and node.get("additionalProperties", False) is not False:
+            node.setdefault("propertyNames", {"type": "string"})  # a mapping's keys are text too
         stack.extend(v for k, v in node.items() if k != "$ref")
     return schema
 
