@@ -225,7 +225,7 @@ class ApiRoutes:
     ) -> Callable[[ApiHandler], ApiHandler]:
         """Declare an endpoint. `errors` lists the statuses its own rules answer (409 for a conflict,
         422 for a rule JSON Schema cannot state, 410, 429...); those the declaration implies are
-        added: see implied_errors. `body_optional`: the handler reads `body` with allow_empty."""
+        added: see implied_statuses. `body_optional`: the handler reads `body` with allow_empty."""
         modes = (auth,) if isinstance(auth, str) else tuple(auth)
         for alone in ("public", "link"):
             if alone in modes and len(modes) > 1:
