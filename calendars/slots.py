@@ -267,12 +267,25 @@ def _days(availability: Availability, tz: ZoneInfo, first: date, last: date) -> 
     days: list[_Day] = []
     day = first
     start = epoch_floor(resolve_wall(day, 0, tz))
+    offset = _offset(start, tz)
     while day <= last:
         following = day + timedelta(days=1)
-        end = epoch_floor(resolve_wall(following, 0, tz))
+        # When the day starts at its midnight and the offset is the same 24 hours on, no change lies
+        # between (only one can fall within a day), so the next midnight is exactly then: one
+        # conversion instead of resolving a wall-clock time.
+        end = start + 86_400
+        end_offset = _offset(end, tz)
+        if end_offset != offset or (start + offset) % 86_400:
+            end = epoch_floor(resolve_wall(following, 0, tz))
+            end_offset = _offset(end, tz)
         days.append(_Day(day, start, end - start == 86_400, availability.intervals_on(day)))
-        day, start = following, end
+        day, start, offset = following, end, end_offset
     return days
+
+
+def _offset(seconds: int, tz: ZoneInfo) -> int:
+    """The UTC offset of `tz` at an instant, in seconds."""
+    return (datetime.fromtimestamp(seconds, tz).utcoffset() or timedelta(0)) // _SECOND
 
 
 def _merged_seconds(spans: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
