@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from broker import bookings, clients, outbox, policies, series, therapists
+from broker import bookings, clients, outbox, policies, safety_alerts, series, therapists
 from broker.bookings import Booking
 from broker.database import Executor
 from broker.errors import NotFound
@@ -129,6 +129,8 @@ class Composer:
             return await self._password(conn, message, now)
         if kind == notices.THERAPIST_NOTICE:
             return await self._therapist_notice(conn, message)
+        if kind == safety_alerts.REVIEW_ALERT:
+            return await self._review_alert(conn, message)
         if kind == notices.SERIES_CONFIRMATION:
             return await self._series_confirmation(conn, message)
         if kind == notices.CANCELLED:
@@ -267,6 +269,17 @@ class Composer:
             session_type=None if prefs.notice_detail == "busy" else first.session_type_name,
             dashboard_url=f"{self.origin}/dashboard",
         )
+        return Composed(to=therapist.email, rendered=render.render(mail))
+
+    async def _review_alert(self, conn: Executor, message: outbox.Message) -> Composed | None:
+        """Only that a client's answers need review; not sent once the alert was reviewed."""
+        alert = message.data().get("alert")
+        if message.therapist_id is None or not isinstance(alert, str):
+            return None
+        if not await safety_alerts.is_open(conn, uuid.UUID(alert)):
+            return None
+        therapist = await therapists.by_id(conn, message.therapist_id)
+        mail = render.ReviewAlert(dashboard_url=f"{self.origin}/dashboard")
         return Composed(to=therapist.email, rendered=render.render(mail))
 
     async def _password(self, conn: Executor, message: outbox.Message, now: dt.datetime) -> Composed | None:

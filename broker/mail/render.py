@@ -146,6 +146,14 @@ class TherapistNotice(msgspec.Struct, frozen=True, kw_only=True):
     dashboard_url: str
 
 
+class ReviewAlert(msgspec.Struct, frozen=True, kw_only=True):
+    """A client's questionnaire answers need the therapist's review (broker/safety_alerts.py): which client,
+    what they answered and the score stay in the dashboard, so the message has no field for them."""
+
+    template: Literal["review_alert"] = "review_alert"
+    dashboard_url: str
+
+
 Mail = (
     Confirmation
     | SeriesConfirmation
@@ -155,6 +163,7 @@ Mail = (
     | Confidential
     | PasswordLink
     | TherapistNotice
+    | ReviewAlert
 )
 
 
@@ -319,6 +328,7 @@ def _samples() -> Mapping[str, Mail]:
             session_type="Consultation",
             dashboard_url=f"{_ORIGIN}/dashboard",
         ),
+        "review_alert": ReviewAlert(dashboard_url=f"{_ORIGIN}/dashboard"),
     }
 
 
