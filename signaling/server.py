@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broker import room_access, tokens
+from broker import database, room_access, tokens
 from broker.clock import CLOCK
 from broker.database import POOL
 from broker.errors import Forbidden
@@ -31,7 +31,7 @@ from broker.http.problems import HttpProblem
 from broker.settings import SETTINGS
 from signaling import protocol as p
 from signaling.hub import Connection, Hub
-from signaling.websocket import INTERNAL_ERROR, WebSocket, upgrade
+from signaling.websocket import INTERNAL_ERROR, TRY_AGAIN_LATER, WebSocket, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +209,17 @@ class Session:
     async def _finish(self, work: Coroutine[Any, Any, None]) -> None:
         try:
             await work
-        except Exception:
-            log.exception("signaling: a message could not be handled; closing its connection")
-            if self.conn is not None:
-                self.conn.close(INTERNAL_ERROR)
+        except Exception as exc:
+            if database.unavailable(exc):  # one log line per outage (HEALTH), not a stack per socket
+                self.app[database.HEALTH].failed(type(exc).__name__)
+                code = TRY_AGAIN_LATER
             else:
-                self.socket.close(INTERNAL_ERROR)
+                log.exception("signaling: a message could not be handled; closing its connection")
+                code = INTERNAL_ERROR
+            if self.conn is not None:
+                self.conn.close(code)
+            else:
+                self.socket.close(code)
         finally:
             self._busy = False
         if self.socket.closed:

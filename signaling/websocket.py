@@ -48,6 +48,7 @@ NO_STATUS = 1005  # received only: a close frame without a code (section 7.1.5)
 INVALID_TEXT = 1007
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
 
 CLOSE_TIMEOUT = 5.0
 # RFC 6455 section 1.3: the server proves it read the handshake with SHA-1 of the key and this GUID.
