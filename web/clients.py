@@ -22,6 +22,7 @@ from broker.database import POOL
 from broker.errors import NotFound
 from broker.zones import zone
 from web import csrf, sessions
+from web import measures as measure_views
 from web.cookie_auth import ENDED_MESSAGES, session_principal
 from web.render import render
 
@@ -157,6 +158,9 @@ async def client_page(request: web.Request) -> web.Response:
             record = await clients.read(
                 conn, therapist.id, client_id, request.app[CLOCK].now(), session_principal(therapist.id)
             )
+            measures = await measure_views.client_measures(
+                conn, therapist.id, client_id, session_principal(therapist.id), tz
+            )
         offered = await session_types.offered(pool, therapist.id)
     except (ValueError, NotFound):
         return render(request, "missing.html", {"what": "client"}, status=404)
@@ -180,6 +184,7 @@ async def client_page(request: web.Request) -> web.Response:
             "upcoming": [_line(s, tz) for s in record.upcoming],
             "past": [_line(s, tz) for s in record.past],
             "series_types": series_types,
+            "measures": measures,
             "csrf_token": csrf.token_for(state.secret),
         },
     )

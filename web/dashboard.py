@@ -26,6 +26,7 @@ from broker.tokens import JoinState
 from broker.zones import zone
 from calendars.slots import dates_window
 from web import csrf, sessions
+from web import measures as measure_views
 from web.cookie_auth import ENDED_MESSAGES, session_principal
 from web.render import render
 
@@ -127,6 +128,7 @@ async def dashboard(request: web.Request) -> web.Response:
                 for b in await outside_hours.sessions_outside_hours(pool, therapist, now, reader)
             ],
             "session_types": await session_types.offered(pool, therapist.id),
+            "safety_alerts": await measure_views.open_alerts(pool, therapist.id, reader, tz),
             "booking_url": f"{settings.origin}/book/{therapist.slug}",
             "csrf_token": csrf.token_for(state.secret),
             "server_now": now.isoformat(),

@@ -4,6 +4,7 @@ import { api, explain } from "./api.js";
 import { bookingKey, loadBooking } from "./booking-key.js";
 import { SlotCalendar } from "./calendar.js";
 import { $, fail } from "./dom.js";
+import { offerMeasures } from "./measures-step.js";
 import { showManagePolicy, statusLabel } from "./policy.js";
 import { showSeries } from "./series-manage.js";
 import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
@@ -41,6 +42,9 @@ async function load() {
   if (booking.client_timezone) zone = booking.client_timezone;
   render();
   if (booking.series_id) showSeries(booking, key, zone);
+  if (booking.status === "confirmed") {
+    offerMeasures({ bookingId, key, button: $("measures-open"), mount: $("measures-mount") });
+  }
 }
 
 $("cancel").addEventListener("click", () => {
