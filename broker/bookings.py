@@ -28,7 +28,7 @@ import msgspec
 from aiohttp import web
 from asyncpg import Range
 
-from broker import audit, availability, clients, credentials, idempotency, policies, schemas, session_types
+from broker import audit, availability, bookable, clients, credentials, idempotency, policies, schemas, session_types
 from broker.database import Executor, record_to
 from broker.errors import Conflict, InvalidInput, NotFound, TeleroomError, invalid
 from broker.notices import SILENT, Notice, NoticeKind, Notices
@@ -58,6 +58,24 @@ INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blo
 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
 FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 """
+# INSERT_LOCKED, inserting nothing unless what the booking was checked against is still what is
+# stored (`broker.bookable`): its session type active with the same rules ($18-$23), and the
+# therapist's hours last changed at $24.
+INSERT_CHECKED = """
+INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
+    client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
+    series_id, series_index)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
+WHERE EXISTS (
+    SELECT FROM session_types st
+    WHERE st.id = $3 AND st.therapist_id = $2 AND st.active
+      AND (st.duration_minutes, st.buffer_before_minutes, st.buffer_after_minutes, st.min_notice_minutes,
+           st.horizon_days, st.slot_interval_minutes) = ($18, $19, $20, $21, $22, $23)
+) AND (SELECT a.updated_at FROM availability a WHERE a.therapist_id = $2) IS NOT DISTINCT FROM $24
+"""
+# How many times a booking reads its rules afresh when they keep changing under it.
+CHECKED_TRIES = 3
 # A booking with what `Booking` carries of its session type, therapist and cancellation policy.
 _SELECT_BOOKINGS = """
 SELECT b.*, st.name AS session_type_name, st.duration_minutes,
@@ -296,72 +314,74 @@ async def check_elsewhere(conn: Executor, therapist_id: uuid.UUID, span: Span, s
             raise slot_taken()
 
 
+def _new(booking_id: uuid.UUID, key: str, rules: SessionRules, body: schemas.BookingIn) -> tuple[NewBooking, Span]:
+    """The booking a request makes under `rules`, and the span it blocks (buffers included)."""
+    start = body.start.astimezone(dt.UTC)
+    return NewBooking(booking_id, start, start + dt.timedelta(minutes=rules.duration), key), rules.blocked(start)
+
+
+async def _client(conn: asyncpg.Connection, therapist: Therapist, body: schemas.BookingIn) -> clients.Client:
+    c = body.client
+    return await clients.match_or_create(
+        conn,
+        therapist.id,
+        name=c.name,
+        email=c.email,
+        phone=c.phone,
+        location=c.location,
+        confidential=body.confidential_messages,
+    )
+
+
+def _row(
+    booking: NewBooking,
+    blocked: Span,
+    therapist: Therapist,
+    session_type: SessionType,
+    body: schemas.BookingIn,
+    client_id: uuid.UUID,
+    series: tuple[uuid.UUID, int] | None,
+) -> tuple[object, ...]:
+    """INSERT_LOCKED's arguments."""
+    c = body.client
+    return (
+        booking.id,
+        therapist.id,
+        session_type.id,
+        booking.start,
+        booking.end,
+        Range(blocked.start, blocked.end),
+        c.name,
+        c.email,
+        c.phone,
+        body.client_timezone,
+        credentials.secret_hash(booking.key),
+        c.location,
+        client_id,
+        None if series is None else series[0],
+        None if series is None else series[1],
+        TIMES_LOCK_NAMESPACE,
+        _times_key(therapist.id),
+    )
+
+
 async def _insert(
     conn: asyncpg.Connection,
     therapist: Therapist,
     session_type: SessionType,
     body: schemas.BookingIn,
     *,
-    actor: Principal = PUBLIC_CLIENT,
-    series: tuple[uuid.UUID, int] | None = None,
-    savepoint: bool = True,
+    actor: Principal,
+    series: tuple[uuid.UUID, int],
 ) -> NewBooking:
-    """Insert a confirmed booking; its key is returned once and stored only as a hash.
-
-    Its client record and audit row are written first and the insert takes `lock_times` itself,
-    so the lock is held from the insert on. In a savepoint a lost slot leaves the caller's
-    transaction usable (a series goes on; an Idempotency-Key keeps the refusal); without one
-    (`savepoint=False`) the loss aborts the caller's transaction, which must then roll back."""
-    rules = session_type.rules
-    start = body.start.astimezone(dt.UTC)
-    blocked = rules.blocked(start)
-    booking = NewBooking(
-        id=uuid.uuid4(),
-        start=start,
-        end=start + dt.timedelta(minutes=rules.duration),
-        key=credentials.new_secret(credentials.BOOKING_KEY),
-    )
-
-    async def write() -> None:
-        c = body.client
-        client = await clients.match_or_create(
-            conn,
-            therapist.id,
-            name=c.name,
-            email=c.email,
-            phone=c.phone,
-            location=c.location,
-            confidential=body.confidential_messages,
-        )
-        # Before the insert, in the same transaction: it commits or rolls back with the booking.
-        await audit.record(conn, actor, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
-        await conn.execute(
-            INSERT_LOCKED,
-            booking.id,
-            therapist.id,
-            session_type.id,
-            booking.start,
-            booking.end,
-            Range(blocked.start, blocked.end),
-            c.name,
-            c.email,
-            c.phone,
-            body.client_timezone,
-            credentials.secret_hash(booking.key),
-            c.location,
-            client.id,
-            None if series is None else series[0],
-            None if series is None else series[1],
-            TIMES_LOCK_NAMESPACE,
-            _times_key(therapist.id),
-        )
-
+    """Insert a confirmed booking of a series in a savepoint, so a lost slot leaves the series'
+    transaction usable; its key is returned once and stored only as a hash."""
+    booking, blocked = _new(uuid.uuid4(), credentials.new_secret(credentials.BOOKING_KEY), session_type.rules, body)
     try:
-        if savepoint:
-            async with conn.transaction():
-                await write()
-        else:
-            await write()
+        async with conn.transaction():
+            client = await _client(conn, therapist, body)
+            await audit.record(conn, actor, "booking.created", booking_id=booking.id, therapist_id=therapist.id)
+            await conn.execute(INSERT_LOCKED, *_row(booking, blocked, therapist, session_type, body, client.id, series))
     except asyncpg.ExclusionViolationError:
         raise slot_taken() from None
     return booking
@@ -394,23 +414,65 @@ async def book(
     answer: Callable[[NewBooking], bytes],
     refusal: Callable[[TeleroomError], bytes],
     notices: Notices = SILENT,
+    kept: bookable.Kept | None = None,
 ) -> tuple[NewBooking, bytes] | idempotency.Replay:
     """Book a time on the public page, in one transaction with its Idempotency-Key.
 
     `answer` and `refusal` encode what the caller is told; with an Idempotency-Key that answer is
     kept (sealed, see `broker.idempotency`) so a retry with the same key and body gets it back, a
-    taken slot included. Returns the new booking and its encoded answer, or the replayed answer."""
+    taken slot included. Returns the new booking and its encoded answer, or the replayed answer.
+
+    The session type's rules and the therapist's hours come from `kept` when this node has read
+    them before (`broker.bookable`); the insert itself makes sure they are still the stored ones.
+    The client record and the audit row are written first, then the row with INSERT_CHECKED, which
+    takes `lock_times`: under the lock there is that statement, the notices and the commit."""
     key = idempotency.check_key(idempotency_key)
     if body.client_timezone is not None:
         zone(body.client_timezone, "client_timezone")
+    kept = kept or bookable.Kept(0)
+    booking_id = uuid.uuid4()
+    booking_key = credentials.new_secret(credentials.BOOKING_KEY)
+
+    async def fresh(conn: asyncpg.Connection) -> bookable.Bookable:
+        return await bookable.read(conn, therapist.id, therapist.timezone, body.session_type)
+
+    async def offering(conn: asyncpg.Connection, current: bookable.Bookable, is_fresh: bool) -> bookable.Bookable:
+        """`current` if its rules offer the time; else a fresh read if that offers it; else `slot_not_offered`."""
+        reason = offer_problem(current.hours, current.session_type.rules, body.start, now)
+        if reason is not None and not is_fresh:
+            current = await fresh(conn)
+            reason = offer_problem(current.hours, current.session_type.rules, body.start, now)
+        if reason is not None:
+            raise not_offered(reason)
+        kept.put(therapist.id, body.session_type, current)
+        return current
+
+    async def insert(conn: asyncpg.Connection) -> NewBooking:
+        found = kept.get(therapist.id, body.session_type)
+        current, is_fresh = (found, False) if found is not None else (await fresh(conn), True)
+        current = await offering(conn, current, is_fresh)
+        client = await _client(conn, therapist, body)
+        # Before the insert, in the same transaction: it commits or rolls back with the booking.
+        await audit.record(conn, PUBLIC_CLIENT, "booking.created", booking_id=booking_id, therapist_id=therapist.id)
+        for _ in range(CHECKED_TRIES):
+            made, blocked = _new(booking_id, booking_key, current.session_type.rules, body)
+            # Busy time from other calendars only we know of; other bookings are the constraint's.
+            await check_elsewhere(conn, therapist.id, blocked, sources)
+            row = _row(made, blocked, therapist, current.session_type, body, client.id, None)
+            if await conn.execute(INSERT_CHECKED, *row, *current.compared()) == "INSERT 0 1":
+                return made
+            current = await offering(conn, await fresh(conn), True)  # they changed since this node read them
+        raise slot_taken()
 
     async def make(conn: asyncpg.Connection) -> tuple[NewBooking, bytes]:
-        session_type = await session_types.active(conn, therapist.id, body.session_type)
-        rules = session_type.rules
-        await check_rules(conn, therapist.id, therapist.timezone, rules, body.start, now)
-        await check_elsewhere(conn, therapist.id, rules.blocked(body.start.astimezone(dt.UTC)), sources)
-        # Only a refusal kept for a key needs the transaction to survive a lost slot.
-        booking = await _insert(conn, therapist, session_type, body, savepoint=key is not None)
+        try:
+            if key is not None:  # a savepoint: the refusal kept for the key outlives a lost slot
+                async with conn.transaction():
+                    booking = await insert(conn)
+            else:
+                booking = await insert(conn)
+        except asyncpg.ExclusionViolationError:
+            raise slot_taken() from None
         await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client", secret=booking.key))
         return booking, answer(booking)
 

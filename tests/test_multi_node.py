@@ -50,3 +50,29 @@ async def test_idempotency_key_holds_across_nodes(api: Api, second_node: str, ht
         other.book(therapist, st, slot["start"], headers=headers),
     )
     assert a[0] == b[0] == 201 and a[1]["id"] == b[1]["id"]
+
+
+async def test_a_node_books_by_the_hours_and_session_types_another_node_just_changed(
+    api: Api, second_node: str, http: aiohttp.ClientSession
+) -> None:
+    # Node B keeps the rules it read at its first booking (broker.bookable); whatever node A changes
+    # afterwards, B's next booking follows at once: never booked on the old rules, never refused on them.
+    therapist, st = await api.ready_therapist()
+    other = Api(http, second_node, api.admin_token)
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)
+    at = lambda hour: dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.UTC).isoformat()  # noqa: E731
+    assert (await other.book(therapist, st, at(9)))[0] == 201  # B reads and keeps the rules
+
+    await api.availability(therapist, overrides=[{"date": day.isoformat(), "intervals": []}])  # A: day off
+    status, body = await other.book(therapist, st, at(11))
+    assert (status, body["code"], body["reason"]) == (422, "slot_not_offered", "not_on_grid")
+
+    await api.availability(therapist)  # A: the day is open again; B's kept rules say closed
+    assert (await other.book(therapist, st, at(11)))[0] == 201
+
+    status, _ = await api.call(
+        "DELETE", f"/api/v1/therapists/{therapist['slug']}/session-types/{st['id']}", token=therapist["api_token"]
+    )
+    assert status in (200, 204)
+    status, body = await other.book(therapist, st, at(13))
+    assert (status, body["code"]) == (422, "unknown_session_type")

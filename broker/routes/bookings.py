@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from broker import bookings, schemas
+from broker.bookable import KEPT, Kept
 from broker.bookings import BUSY_SOURCES, NewBooking
 from broker.clock import CLOCK
 from broker.database import POOL
@@ -87,6 +88,7 @@ async def create_booking(request: web.Request, call: Call) -> web.Response:
         answer=answer,
         refusal=problems.problem_json,
         notices=app[NOTICES],
+        kept=app[KEPT],
     )
     if not isinstance(outcome, Replay):
         app.logger.info("booking %s created for therapist %s", outcome[0].id, call.therapist.id)
@@ -180,4 +182,5 @@ async def list_bookings(request: web.Request, call: Call) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app[BOOKING_LIMIT] = SlidingWindow(app[SETTINGS].booking_attempts_per_hour, 3600)
+    app[KEPT] = Kept()
     openapi.mount(app, routes)

@@ -1,0 +1,77 @@
+"""What a new booking is checked against, kept per node: its session type's rules and the therapist's hours.
+
+Reading both costs a booking two round trips, and they change seldom. A node keeps the last read
+for each therapist and session type, and never trusts it alone: the booking's insert repeats the
+comparison inside PostgreSQL (`bookings.INSERT_CHECKED`: the type still active with the same
+rules, the hours still of the same `updated_at`) and inserts nothing if either changed, whichever
+node changed it; the booking then reads them afresh and tries again. Nor is a time refused on kept
+rules: a time they do not offer is checked against a fresh read before the answer says so.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from broker import availability, session_types
+from broker.database import Executor
+from broker.session_types import SessionType
+from calendars.slots import Availability
+
+KEPT_ENTRIES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Bookable:
+    """A session type and its therapist's hours, as read at one moment."""
+
+    session_type: SessionType
+    hours: Availability
+    hours_changed_at: dt.datetime | None  # None: the therapist has published no hours
+
+    def compared(self) -> tuple[int, int, int, int, int, int, dt.datetime | None]:
+        """What the insert compares with the rows: the type's rules and when the hours last changed."""
+        st = self.session_type
+        return (
+            st.duration_minutes,
+            st.buffer_before_minutes,
+            st.buffer_after_minutes,
+            st.min_notice_minutes,
+            st.horizon_days,
+            st.slot_interval_minutes,
+            self.hours_changed_at,
+        )
+
+
+async def read(conn: Executor, therapist_id: uuid.UUID, therapist_zone: str, raw_type: str) -> Bookable:
+    """A fresh read: invalid input `unknown_session_type` unless the type is the therapist's and active."""
+    session_type = await session_types.active(conn, therapist_id, raw_type)
+    hours, changed_at = await availability.load(conn, therapist_id, therapist_zone)
+    return Bookable(session_type, hours, changed_at)
+
+
+class Kept:
+    """The last read of each therapist's session types on this node; the least recently used go first."""
+
+    def __init__(self, entries: int = KEPT_ENTRIES) -> None:
+        self.entries = entries
+        self._kept: collections.OrderedDict[tuple[uuid.UUID, str], Bookable] = collections.OrderedDict()
+
+    def get(self, therapist_id: uuid.UUID, raw_type: str) -> Bookable | None:
+        found = self._kept.get((therapist_id, raw_type))
+        if found is not None:
+            self._kept.move_to_end((therapist_id, raw_type))
+        return found
+
+    def put(self, therapist_id: uuid.UUID, raw_type: str, value: Bookable) -> None:
+        self._kept[(therapist_id, raw_type)] = value
+        self._kept.move_to_end((therapist_id, raw_type))
+        while len(self._kept) > self.entries:
+            self._kept.popitem(last=False)
+
+
+KEPT = web.AppKey("bookable_kept", Kept)
