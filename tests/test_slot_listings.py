@@ -287,6 +287,9 @@ async def test_slot_listings_beyond_the_limit_are_429_and_other_requests_still_a
                     assert int(resp.headers["Retry-After"]) >= 1
                     assert (await resp.json(content_type=None))["code"] == "rate_limited"
         assert statuses == [200] * 5 + [429] * 2
+        # Refused before the therapist is even looked up: an unknown one is 429 too, not 404.
+        async with http.get(api.base + "/api/v1/therapists/no-such-one/slots?session_type=x") as resp:
+            assert resp.status == 429
         status, _ = await api.call("GET", f"/api/v1/therapists/{therapist['slug']}")
         assert status == 200
     finally:

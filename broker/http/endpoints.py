@@ -25,6 +25,7 @@ from broker.database import POOL
 from broker.errors import BadRequest, Forbidden, NotFound, Unauthenticated, UnsupportedMediaType, invalid
 from broker.http.auth import authenticate, bearer
 from broker.http.problems import PROBLEM_CONTENT_TYPE
+from broker.http.ratelimit import Limit
 from broker.idempotency import Replay
 from broker.principals import AuthMode, Principal
 from broker.schemas import MULTILINE, SLUG_PATTERN
@@ -142,6 +143,7 @@ class Endpoint:
     tag: str
     content_type: str = "application/json"
     body_optional: bool = False
+    limit: Limit | None = None
 
     @property
     def public(self) -> bool:
@@ -184,6 +186,8 @@ class Endpoint:
 
     def bind(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def enforced(request: web.Request) -> web.StreamResponse:
+            if self.limit is not None:
+                self.limit.require(request)
             return await self.handler(request, await self.resolve(request))
 
         enforced.__name__ = self.handler.__name__
@@ -222,10 +226,12 @@ class ApiRoutes:
         errors: Sequence[int] = (),
         content_type: str = "application/json",
         body_optional: bool = False,
+        limit: Limit | None = None,
     ) -> Callable[[ApiHandler], ApiHandler]:
         """Declare an endpoint. `errors` lists the statuses its own rules answer (409 for a conflict,
         422 for a rule JSON Schema cannot state, 410, 429...); those the declaration implies are
-        added: see implied_statuses. `body_optional`: the handler reads `body` with allow_empty."""
+        added: see implied_statuses. `body_optional`: the handler reads `body` with allow_empty.
+        `limit`: a per-address limit checked before the path is resolved (429 with Retry-After)."""
         modes = (auth,) if isinstance(auth, str) else tuple(auth)
         for alone in ("public", "link"):
             if alone in modes and len(modes) > 1:
@@ -247,10 +253,11 @@ class ApiRoutes:
                     response=response,
                     status=status,
                     params=all_params,
-                    errors=tuple(sorted(implied_errors | set(errors))),
+                    errors=tuple(sorted(implied_errors | set(errors) | ({429} if limit else set()))),
                     tag=self.tag,
                     content_type=content_type,
                     body_optional=body_optional,
+                    limit=limit,
                 )
             )
             return handler

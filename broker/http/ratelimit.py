@@ -7,6 +7,7 @@ import collections
 import ipaddress
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -45,6 +46,18 @@ class SlidingWindow:
         wait = self.allow(key)
         if wait is not None:
             raise RateLimited(detail, retry_after=int(wait) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A per-address limit an endpoint declares (`ApiRoutes.route(limit=...)`): the app's window and
+    what a refused caller is told. Checked before anything else, so a refusal costs no query."""
+
+    window: web.AppKey[SlidingWindow]
+    detail: str
+
+    def require(self, request: web.Request) -> None:
+        request.app[self.window].require(client_address(request), self.detail)
 
 
 def _trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:

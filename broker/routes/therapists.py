@@ -24,7 +24,7 @@ from broker.http.endpoints import (
     read_json,
     respond,
 )
-from broker.http.ratelimit import SlidingWindow, client_address
+from broker.http.ratelimit import Limit, SlidingWindow
 from broker.settings import SETTINGS
 from broker.slot_listings import SLOT_LISTINGS, SlotListings
 from broker.therapists import TherapistCreatedHook
@@ -196,11 +196,11 @@ def date_range(request: web.Request, today: dt.date, *, default_days: int, max_d
     ],
     # 422: `to` before `from` or more than MAX_SLOT_RANGE_DAYS after it, an unknown `tz` (rules
     # JSON Schema cannot state: between two parameters, or against the zone database).
-    errors=(422, 429),
+    errors=(422,),
+    limit=Limit(SLOT_LIMIT, "Too many slot listings from this address; please slow down."),
 )
 async def list_slots(request: web.Request, call: Call) -> web.Response:
     app = request.app
-    app[SLOT_LIMIT].require(client_address(request), "Too many slot listings from this address; please slow down.")
     therapist = call.therapist
     type_id = query_param(request, "session_type", required=True)
     assert type_id is not None
