@@ -44,11 +44,7 @@ function alertBanner(alert, slug, onReviewed) {
   return box;
 }
 
-/**
- * Fill the measures panel of the room for this booking: open alerts first, then the latest scores.
- * @param {{bookingId: string, mount: HTMLElement}} options
- */
-export async function showMeasures({ bookingId, mount }) {
+async function fill(bookingId, mount) {
   let summary;
   let booking;
   try {
@@ -102,6 +98,22 @@ export async function showMeasures({ bookingId, mount }) {
       ),
     );
   }
-  if (!mount.getAttribute("aria-labelledby")) mount.setAttribute("aria-labelledby", title.id);
+  mount.setAttribute("aria-labelledby", title.id);
   mount.hidden = false;
+}
+
+/**
+ * Fill the measures panel of the room for this booking: open alerts first, then the latest scores.
+ * It is read again whenever the waiting list changes, since a client answers just before they wait.
+ * @param {{bookingId: string, mount: HTMLElement}} options
+ */
+export async function showMeasures({ bookingId, mount }) {
+  await fill(bookingId, mount);
+  const queue = document.getElementById("queue");
+  if (!queue) return;
+  let pending = null;
+  new MutationObserver(() => {
+    clearTimeout(pending);
+    pending = setTimeout(() => fill(bookingId, mount), 300);
+  }).observe(queue, { childList: true });
 }
