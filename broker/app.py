@@ -30,10 +30,14 @@ from broker.routes import bookings as booking_routes
 from broker.routes import busy_calendars as busy_calendar_routes
 from broker.routes import clients as client_routes
 from broker.routes import feeds as feed_routes
+from broker.routes import licences as licence_routes
+from broker.routes import measures as measure_routes
 from broker.routes import notifications as notification_routes
 from broker.routes import outside_hours as outside_hours_routes
+from broker.routes import places as place_routes
 from broker.routes import policies as policy_routes
 from broker.routes import room_tokens as room_token_routes
+from broker.routes import safety as safety_routes
 from broker.routes import series as series_routes
 from broker.routes import therapists as therapist_routes
 from broker.routes import webhooks as webhook_routes
@@ -153,6 +157,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         outside_hours_routes,
         notification_routes,  # and the email channel (broker.mail)
         webhook_routes,
+        place_routes,
+        licence_routes,
+        safety_routes,
+        measure_routes,
         signaling_mount,
         web_mount,
     ):

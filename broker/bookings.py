@@ -28,7 +28,19 @@ import msgspec
 from aiohttp import web
 from asyncpg import Range
 
-from broker import audit, availability, bookable, clients, credentials, idempotency, policies, schemas, session_types
+from broker import (
+    audit,
+    availability,
+    bookable,
+    clients,
+    credentials,
+    idempotency,
+    licences,
+    places,
+    policies,
+    schemas,
+    session_types,
+)
 from broker.database import Executor, record_to
 from broker.errors import Conflict, InvalidInput, NotFound, TeleroomError, invalid
 from broker.notices import SILENT, Notice, NoticeKind, Notices
@@ -54,25 +66,25 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 INSERT_LOCKED = """
 INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
     client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
-    series_id, series_index)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+    series_id, series_index, client_country, client_region)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18, $19
 FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 """
 # INSERT_LOCKED, inserting nothing unless what the booking was checked against is still what is
-# stored (`broker.bookable`): its session type active with the same rules ($18-$23), and the
-# therapist's hours last changed at $24.
+# stored (`broker.bookable`): its session type active with the same rules ($20-$25), and the
+# therapist's hours last changed at $26.
 INSERT_CHECKED = """
 INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
     client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
-    series_id, series_index)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+    series_id, series_index, client_country, client_region)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18, $19
 FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 WHERE EXISTS (
     SELECT FROM session_types st
     WHERE st.id = $3 AND st.therapist_id = $2 AND st.active
       AND (st.duration_minutes, st.buffer_before_minutes, st.buffer_after_minutes, st.min_notice_minutes,
-           st.horizon_days, st.slot_interval_minutes) = ($18, $19, $20, $21, $22, $23)
-) AND (SELECT a.updated_at FROM availability a WHERE a.therapist_id = $2) IS NOT DISTINCT FROM $24
+           st.horizon_days, st.slot_interval_minutes) = ($20, $21, $22, $23, $24, $25)
+) AND (SELECT a.updated_at FROM availability a WHERE a.therapist_id = $2) IS NOT DISTINCT FROM $26
 """
 # How many times a booking reads its rules afresh when they keep changing under it.
 CHECKED_TRIES = 3
@@ -149,6 +161,9 @@ class Booking(msgspec.Struct, frozen=True):
     therapist_name: str
     therapist_timezone: str
     series_id: uuid.UUID | None = None
+    # Where the client said, when booking, they will be (ISO 3166 codes; client_location is the note).
+    client_country: str | None = None
+    client_region: str | None = None
     # The cancellation policy version it was booked under (none if its type had none then).
     policy_id: uuid.UUID | None = None
     policy_version: int | None = None
@@ -189,7 +204,12 @@ class Booking(msgspec.Struct, frozen=True):
                 slug=self.therapist_slug, name=self.therapist_name, timezone=self.therapist_timezone
             ),
             client=schemas.ClientOut(
-                name=self.client_name, email=self.client_email, phone=self.client_phone, location=self.client_location
+                name=self.client_name,
+                email=self.client_email,
+                phone=self.client_phone,
+                location=self.client_location,
+                country=self.client_country,
+                region=self.client_region,
             ),
             client_timezone=self.client_timezone,
             sequence=self.sequence,
@@ -244,8 +264,9 @@ def slot_taken() -> Conflict:
 async def lock_times(conn: Executor, therapist_id: uuid.UUID) -> None:
     """Hold until the transaction ends the right to add or move this therapist's bookings.
 
-    Taken before the busy check, so the check sees every booking committed before it and the
-    insert never waits on another uncommitted one: contention is a queue, never a deadlock. Two
+    A series or a move takes it before its busy check, so the check sees every booking committed
+    before it; a single booking takes it in its insert (INSERT_CHECKED). Either way no insert waits
+    on another uncommitted one: contention is a queue, never a deadlock. Two
     therapists whose ids share a 32-bit prefix merely queue together. Needs a transaction.
 
     Whatever another booking's transaction may be holding while it waits for this lock (a new
@@ -314,6 +335,15 @@ async def check_elsewhere(conn: Executor, therapist_id: uuid.UUID, span: Span, s
             raise slot_taken()
 
 
+def client_place(client: schemas.ClientIn) -> places.Place | None:
+    """Where the client says they will be, checked (`invalid_place`); None when no country is given."""
+    if client.country is None:
+        if client.region is not None:
+            raise places.bad_place("A region needs its country.", "client.country")
+        return None
+    return places.place(client.country, client.region)
+
+
 def _new(booking_id: uuid.UUID, key: str, rules: SessionRules, body: schemas.BookingIn) -> tuple[NewBooking, Span]:
     """The booking a request makes under `rules`, and the span it blocks (buffers included)."""
     start = body.start.astimezone(dt.UTC)
@@ -362,6 +392,8 @@ def _row(
         None if series is None else series[1],
         TIMES_LOCK_NAMESPACE,
         _times_key(therapist.id),
+        c.country,
+        c.region,
     )
 
 
@@ -429,6 +461,8 @@ async def book(
     key = idempotency.check_key(idempotency_key)
     if body.client_timezone is not None:
         zone(body.client_timezone, "client_timezone")
+    where = client_place(body.client)
+    session_day = body.start.astimezone(zone(therapist.timezone)).date()
     kept = kept or bookable.Kept(0)
     booking_id = uuid.uuid4()
     booking_key = credentials.new_secret(credentials.BOOKING_KEY)
@@ -451,6 +485,7 @@ async def book(
         found = kept.get(therapist.id, body.session_type)
         current, is_fresh = (found, False) if found is not None else (await fresh(conn), True)
         current = await offering(conn, current, is_fresh)
+        await licences.check_booking(conn, therapist.id, where, [session_day])  # `refuse`: not_licensed_there
         client = await _client(conn, therapist, body)
         # Before the insert, in the same transaction: it commits or rolls back with the booking.
         await audit.record(conn, PUBLIC_CLIENT, "booking.created", booking_id=booking_id, therapist_id=therapist.id)

@@ -117,6 +117,14 @@ def jurisdiction(code: str, field: str = "jurisdiction") -> str:
     return country(code, field).code
 
 
+def name_of(code: str) -> str:
+    """The English name of a country or subdivision code (the code itself if ISO 3166 does not know it)."""
+    try:
+        return region(code).name if "-" in code else country(code).name
+    except InvalidInput:
+        return code
+
+
 @functools.cache
 def countries() -> tuple[PlaceName, ...]:
     """Every ISO 3166-1 country, by name."""

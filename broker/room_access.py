@@ -20,7 +20,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from broker import attendance, audit, bookings, tokens
+from broker import attendance, audit, bookings, safety, tokens
 from broker.errors import Forbidden, Gone
 from broker.ice import IceServer, ice_servers
 from broker.notices import Notice
@@ -78,7 +78,9 @@ async def issue(
 
     Forbidden `too_early` (with `opens_at`) before the join window; Gone `room_closed` for a cancelled
     booking, after the window, and for the client once the therapist has ended the session (the
-    therapist asking again reopens it: ended by mistake, or to finish)."""
+    therapist asking again reopens it: ended by mistake, or to finish). Forbidden `consent_required`
+    (with `missing`) for a client who has not yet accepted the therapist's current consent text or
+    given an emergency contact (`broker.safety`); a therapist is never held back."""
     booking = await bookings.get(pool, booking_id)
     window = tokens.join_window(booking.starts_at, booking.ends_at, settings)
     if booking.status in bookings.CANCELLED:  # attended or no_show: marked after the start, still its room
@@ -97,6 +99,8 @@ async def issue(
         if role == "client":
             raise Gone("Your therapist has ended this session.", code="room_closed", reason="ended")
         await attendance.reopen_room(pool, booking_id)
+    if role == "client" and (missing := await safety.missing_steps(pool, booking_id)):
+        raise safety.required(missing)  # the join page walks the client through them first
     participant = tokens.participant_id(booking_id, role)
     try:
         minted = await tokens.mint_room_token(

@@ -166,13 +166,21 @@ class SlotList(msgspec.Struct):
 
 
 Place = Annotated[str, Meta(min_length=1, max_length=100, description="state or country the client will be in")]
+# Places as ISO 3166 codes (broker/places.py checks that they exist: `invalid_place`).
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country code, e.g. US, DE, GB")]
+Region = Annotated[
+    str, Meta(pattern=r"^[A-Z]{2}-[A-Z0-9]{1,3}$", description="ISO 3166-2 subdivision of a country, e.g. US-NY")
+]
 
 
 class ClientIn(Strict):
     name: Name
     email: Email
     phone: Phone | None = None
+    # Free text kept as a note beside the codes (before the codes, the only place given).
     location: Place | None = None
+    country: Annotated[Country, Meta(description="where the client will be for sessions")] | None = None
+    region: Annotated[Region, Meta(description="the region of `country` where it matters, e.g. a state")] | None = None
 
 
 ConfidentialMessages = Annotated[
@@ -212,6 +220,8 @@ class ClientOut(msgspec.Struct):
     email: str
     phone: str | None
     location: str | None
+    country: str | None = None
+    region: str | None = None
 
 
 class SessionTypeSummary(msgspec.Struct):

@@ -30,6 +30,7 @@ async def booking_in_window(api: Api, now: dt.datetime | None = None) -> Booking
     start = next_grid_start(now or dt.datetime.now(dt.UTC), 5)
     status, body = await api.book(therapist, st, start.isoformat(), name="Client Example")
     assert status == 201, body
+    await api.ready_to_join(body["id"], body["booking_key"])  # consent and emergency contact (issue 11)
     return Booking(
         id=body["id"],
         therapist_token=therapist["api_token"],

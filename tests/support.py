@@ -141,6 +141,28 @@ class Api:
             },
         )
 
+    async def ready_to_join(self, booking_id: str, key: str, *, country: str = "DE") -> None:
+        """Do what a client does on the join page before a room token (issue 11): accept the current
+        consent text and give an emergency contact, unless already done."""
+        status, steps = await self.call("GET", f"/api/v1/bookings/{booking_id}/join-steps", token=key)
+        assert status == 200, steps
+        if "consent" in steps["missing"]:
+            status, body = await self.call(
+                "POST",
+                f"/api/v1/bookings/{booking_id}/consent",
+                token=key,
+                json={"version": steps["consent"]["version"], "typed_name": "Client Example"},
+            )
+            assert status == 201, body
+        if "emergency_contact" in steps["missing"]:
+            status, body = await self.call(
+                "PUT",
+                f"/api/v1/bookings/{booking_id}/emergency-contact",
+                token=key,
+                json={"name": "Contact Example", "phone": "+49 30 1234567", "usual_location": {"country": country}},
+            )
+            assert status == 200, body
+
     async def ready_therapist(self, **session_fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """A therapist available around the clock with one session type (no notice by default)."""
         therapist = await self.therapist()

@@ -461,6 +461,7 @@ async def test_dashboard_shows_a_client_waiting_in_the_room_over_real_signaling(
         page = await resp.text()
     assert "Wren Waiting" in page and "Nobody is waiting right now" in page
 
+    await api.ready_to_join(booking["id"], booking["booking_key"])
     status, room = await api.call("POST", f"/api/v1/bookings/{booking['id']}/room-token", token=booking["booking_key"])
     assert status == 200, room
     async with http.ws_connect(room["signaling_url"], headers={"Origin": settings.origin}) as ws:

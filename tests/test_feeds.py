@@ -261,6 +261,7 @@ async def test_a_live_room_token_appears_in_no_tier(api: Api, http: aiohttp.Clie
     booking = made[0]
     clock.advance(dt.datetime.fromisoformat(booking["start"]) - dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     tokens = []
+    await api.ready_to_join(booking["id"], booking["booking_key"])
     for bearer in (booking["booking_key"], therapist["api_token"]):
         status, body = await api.call("POST", f"/api/v1/bookings/{booking['id']}/room-token", token=bearer)
         assert status == 200, body

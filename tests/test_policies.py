@@ -511,6 +511,7 @@ async def test_a_session_marked_attended_keeps_its_room_its_feed_event_and_its_t
     clock.advance(start - clock.now() + dt.timedelta(minutes=10))
     status, body = await outcome(api, therapist, booking, "attended")
     assert status == 200 and body["status"] == "attended"
+    await api.ready_to_join(booking["id"], booking["booking_key"])
     status, token = await api.call("POST", f"/api/v1/bookings/{booking['id']}/room-token", token=booking["booking_key"])
     assert status == 200, token
     async with api.session.get(feed["url"]) as resp:

@@ -44,6 +44,7 @@ async def booking_now(api: Api, duration: int = 30) -> tuple[dict[str, Any], dic
     start = next_grid_start(dt.datetime.now(dt.UTC), 5)
     status, booking = await api.book(therapist, st, start.isoformat(), name="Client Example")
     assert status == 201, booking
+    await api.ready_to_join(booking["id"], booking["booking_key"])  # consent and emergency contact (issue 11)
     return therapist, booking
 
 

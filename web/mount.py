@@ -6,7 +6,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from web import accounts, clients, dashboard, messages, pages
+from web import accounts, clients, dashboard, messages, pages, safety
 from web.render import TEMPLATES, environment
 
 
@@ -19,3 +19,4 @@ def setup(app: web.Application) -> None:
     dashboard.setup(app)
     clients.setup(app)
     messages.setup(app)
+    safety.setup(app)

@@ -51,7 +51,8 @@ class Jwks(msgspec.Struct):
 @routes.route(
     "POST",
     "/api/v1/bookings/{id}/room-token",
-    summary="A short-lived room token for the booking's video room (within the join window)",
+    summary="A short-lived room token for the booking's video room (within the join window; a client first "
+    "needs the current consent and an emergency contact: consent_required)",
     auth=BOOKING_ACCESS,
     response=room_access.RoomPass,
     errors=(410,),

@@ -62,6 +62,8 @@ async def test_client_waits_therapist_admits_and_both_see_each_other(
     match = re.search(r"/join/([0-9a-f-]{36})#k=", join_url)
     assert match, join_url
     booking_id = match.group(1)
+    # Consent and emergency contact given beforehand (their steps: tests/browser/test_safety.py).
+    await api.ready_to_join(booking_id, join_url.split("#k=", 1)[1])
 
     await log_in(therapist_page, therapist["email"], PASSWORD, f"/room/{booking_id}")
     await expect(therapist_page.get_by_text("Nobody is waiting.")).to_be_visible()
@@ -78,7 +80,9 @@ async def test_client_waits_therapist_admits_and_both_see_each_other(
     await expect(client.locator("#check-camera")).to_have_attribute("data-state", "ok")
     await expect(client.locator("#check-net")).to_have_attribute("data-state", "ok")
     await check_page_at_widths(client, "join")
-    await client.get_by_label("Where are you right now?").fill("Berlin, Germany")
+    where = client.get_by_role("group", name="Where are you right now?")
+    await expect(where.get_by_label("Country")).to_have_value("DE")  # prefilled: the usual place
+    await where.get_by_label("State, province or region").select_option("DE-BE")
     await client.get_by_role("button", name="Join session").click()
     await expect(client.get_by_text("Your therapist will let you in.")).to_be_visible()
     await check_page_at_widths(client, "waiting")
@@ -124,6 +128,7 @@ async def test_join_page_counts_down_before_the_window_opens(
     slots = await api.slots(therapist, session_type, tomorrow, tomorrow)
     status, booking = await api.book(therapist, session_type, slots[0]["start"])
     assert status == 201, booking
+    await api.ready_to_join(booking["id"], booking["booking_key"])
 
     await client_page.goto(booking["join_url"])
     await expect(client_page.get_by_role("heading", name=re.compile("The session room opens at"))).to_be_visible()

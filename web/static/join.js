@@ -1,5 +1,7 @@
-// /join/{id}#k=KEY: the client's way in. Before the window: a countdown. Inside it: the device
-// check, "where are you right now?", the waiting room, then the call.
+// /join/{id}#k=KEY: the client's way in. First what a session needs before it can start (consent to
+// video therapy and an emergency contact, join-steps.js); before the window a countdown; inside it
+// the device check and "where are you right now?" (a country and region, confirmed at every join),
+// any questionnaires due (measures-step.js), the waiting room, then the call.
 
 import { api } from "./api.js";
 import { bookingKey, linkError, loadBooking } from "./booking-key.js";
@@ -8,7 +10,9 @@ import { showClosed, waitForWindow } from "./countdown.js";
 import { runDeviceCheck } from "./device-check.js";
 import { preview, stopMedia } from "./devices.js";
 import { $, fail } from "./dom.js";
-import { recallLocation, rememberLocation } from "./location.js";
+import { runJoinSteps } from "./join-steps.js";
+import { runMeasures } from "./measures-step.js";
+import { describePlace, placePicker } from "./place-picker.js";
 import { detectedZone, formatSpan } from "./timezones.js";
 import { showWaiting } from "./waiting-room.js";
 
@@ -19,6 +23,8 @@ let zone = detectedZone();
 let stream = null;
 let call = null;
 let buttonsBound = false;
+let picker = null;
+let steps = null;
 
 function status(text) {
   $("status").textContent = text;
@@ -26,16 +32,24 @@ function status(text) {
 
 const requestToken = () => api("POST", `/api/v1/bookings/${bookingId}/room-token`, { key });
 
-/** Wait for the join window; resolve true inside it, false when the session cannot be joined. */
+/** Wait for the join window; resolve true inside it, false when the session cannot be joined.
+ * A step still missing (the consent text changed meanwhile) is done first, then it asks again. */
 async function windowOpen() {
-  try {
-    return await waitForWindow(requestToken, zone, {
-      onWait: () => status(""),
-      closedText: "The time for this session has passed, or it was cancelled.",
-    });
-  } catch (error) {
-    fail(linkError(error, "session"));
-    return false;
+  for (;;) {
+    try {
+      return await waitForWindow(requestToken, zone, {
+        onWait: () => status(""),
+        closedText: "The time for this session has passed, or it was cancelled.",
+      });
+    } catch (error) {
+      if (error.code === "consent_required") {
+        status("");
+        steps = await runJoinSteps({ bookingId, key });
+        continue;
+      }
+      fail(linkError(error, "session"));
+      return false;
+    }
   }
 }
 
@@ -49,10 +63,26 @@ async function start() {
     showClosed("This session was cancelled", "You can book a new one from your therapist's booking page.");
     return;
   }
+  if (Date.parse(booking.end) > Date.now()) {
+    status("");
+    try {
+      steps = await runJoinSteps({ bookingId, key });
+    } catch (error) {
+      fail(linkError(error, "session"));
+      return;
+    }
+  }
   if (!(await windowOpen())) return;
   status("");
   $("check").hidden = false;
-  $("where").value = recallLocation(bookingId) || booking.client.location || "";
+  const known = steps && steps.location;
+  picker = await placePicker({
+    country: $("where-country"),
+    region: $("where-region"),
+    regionRow: $("where-region-row"),
+    initial: known,
+  });
+  $("where-note").value = (known && known.note) || "";
   try {
     stream = await runDeviceCheck();
   } catch (error) {
@@ -91,19 +121,44 @@ function enterCall(place) {
   call.start();
 }
 
-$("join-form").addEventListener("submit", (event) => {
+/** Keep where the client is for this session; the text the therapist's waiting list shows. */
+async function confirmPlace() {
+  const place = picker.value();
+  const note = $("where-note").value.trim();
+  await api("POST", `/api/v1/bookings/${bookingId}/location`, {
+    key,
+    body: { country: place.country, ...(place.region ? { region: place.region } : {}), ...(note ? { note } : {}) },
+  });
+  const named = describePlace($("where-country"), $("where-region"));
+  return note ? `${named} (${note})` : named;
+}
+
+$("join-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   if (!event.currentTarget.reportValidity()) return;
   if (!stream) {
     fail("Your camera and microphone must be working to join. Please allow them and reload this page.");
     return;
   }
-  const place = $("where").value.trim();
-  rememberLocation(bookingId, place);
+  const button = $("join-button");
+  button.disabled = true;
+  let place;
+  try {
+    place = await confirmPlace();
+    $("check").hidden = true;
+    await runMeasures({ bookingId, key, mount: $("measures-step") });
+  } catch (error) {
+    $("check").hidden = false;
+    fail(linkError(error, "session"));
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  $("error").hidden = true;
   enterCall(place);
 });
 
-$("rejoin").addEventListener("click", () => enterCall($("where").value.trim()));
+$("rejoin").addEventListener("click", () => enterCall(describePlace($("where-country"), $("where-region"))));
 
 $("leave").addEventListener("click", () => call && call.leave());
 

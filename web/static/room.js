@@ -1,12 +1,15 @@
 // /room/{id}: the therapist's side. Logged in through the dashboard (the session cookie; the
 // page carries the CSRF token for the room-token call). Who is waiting, with the location they
-// confirmed; Admit, Remove, End session; then the call.
+// confirmed; the emergency panel and a licence warning before admitting; questionnaire scores;
+// Admit, Remove, End session; then the call.
 
 import { api, explain } from "./api.js";
 import { bindMediaButtons, Call, showState } from "./call.js";
 import { showClosed, waitForWindow } from "./countdown.js";
 import { openMedia, preview } from "./devices.js";
 import { $, fail } from "./dom.js";
+import { bindEmergency, showEmergency } from "./room-emergency.js";
+import { showMeasures } from "./room-measures.js";
 import { detectedZone, formatSpan } from "./timezones.js";
 import { renderQueue, showEnding } from "./waiting-room.js";
 
@@ -67,6 +70,10 @@ async function start() {
   }
   $("status").textContent = "";
   $("room-body").hidden = false;
+  bindEmergency(bookingId);
+  showEmergency(bookingId);
+  showMeasures({ bookingId, mount: $("measures-panel") });
+  const seen = new Map();
   preview($("local"), stream);
   bindMediaButtons(stream, $("mute"), $("camera"));
   call = new Call({ role: "therapist", fetchToken: requestToken, stream, remoteVideo: $("remote") });
@@ -74,6 +81,9 @@ async function start() {
   showEnding(call, $("ending-note"));
   call.addEventListener("queue", ({ detail }) => {
     for (const person of detail) if (person.location) locations.set(person.id, person.location);
+    // Someone (re)entered the waiting room with a place just confirmed: read the panel again.
+    if (detail.some((person) => seen.get(person.id) !== person.location)) showEmergency(bookingId);
+    for (const person of detail) seen.set(person.id, person.location);
     renderQueue($("queue"), $("queue-empty"), detail, {
       onAdmit(person) {
         admittedClient = person.id;
