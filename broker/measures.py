@@ -625,6 +625,24 @@ async def session_summary(
     return SessionSummary(client_id=booking.client_id, latest=latest, alerts=alerts)
 
 
+# Where the client is for this session, most trusted first: what they confirmed at this join
+# (broker.join_locations), else the place given with the booking, else where they usually are (the
+# emergency details). A region goes with the country it came with.
+SELECT_PLACE = """
+SELECT CASE WHEN j.country IS NOT NULL THEN j.country WHEN b.client_country IS NOT NULL THEN b.client_country
+            ELSE e.usual_country END AS country,
+       CASE WHEN j.country IS NOT NULL THEN j.region WHEN b.client_country IS NOT NULL THEN b.client_region
+            ELSE e.usual_region END AS region
+FROM bookings b
+LEFT JOIN LATERAL (
+    SELECT country, region FROM join_locations WHERE booking_id = b.id ORDER BY confirmed_at DESC, id DESC LIMIT 1
+) j ON true
+LEFT JOIN emergency_contacts e ON e.client_id = b.client_id
+WHERE b.id = $1
+"""
+
+
 async def client_place(conn: Executor, booking_id: uuid.UUID) -> tuple[str | None, str | None]:
     """Where the booking's client is (country, region as ISO 3166 codes), for the crisis resources."""
-    return None, None
+    row = await conn.fetchrow(SELECT_PLACE, booking_id)
+    return (None, None) if row is None else (row["country"], row["region"])

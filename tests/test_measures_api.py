@@ -320,6 +320,31 @@ async def test_item_nine_shows_crisis_resources_raises_one_alert_and_a_discreet_
     assert "Quintessa" not in logged and CLIENT["email"] not in logged and "Moderate" not in logged
 
 
+async def test_the_crisis_resources_are_those_of_where_the_client_is(
+    practice: Practice, db: asyncpg.Connection
+) -> None:
+    booking = await practice.book()
+    # The place given with the booking (broker.bookings keeps it as codes).
+    await db.execute(
+        "UPDATE bookings SET client_country = 'US', client_region = 'US-NY' WHERE id = $1", uuid.UUID(booking["id"])
+    )
+    await practice.assign("phq9", "every_session")
+    status, body = await practice.submit(booking, "phq9", DARK)
+    assert status == 201
+    assert [(line["kind"], line["phone"]) for line in body["crisis_resources"]][:2] == [
+        ("crisis", "988"),
+        ("emergency", "911"),
+    ]
+    # Confirmed at this join in another country: that place wins.
+    await db.execute(
+        "INSERT INTO join_locations (booking_id, country, region) VALUES ($1, 'GB', 'GB-ENG')", uuid.UUID(booking["id"])
+    )
+    later = await practice.book(days=1)
+    await db.execute("INSERT INTO join_locations (booking_id, country) VALUES ($1, 'GB')", uuid.UUID(later["id"]))
+    status, body = await practice.submit(later, "phq9", DARK)
+    assert status == 201 and body["crisis_resources"][0]["phone"] == "116 123"
+
+
 async def test_an_alert_reviewed_before_its_email_goes_is_not_sent(
     practice: Practice, server: TestServer, db: asyncpg.Connection
 ) -> None:
