@@ -20,13 +20,13 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from broker import schemas, therapists, tokens
+from broker import schemas, therapists, tokens, workers
 from broker.app import AccessLogger, create_app
 from broker.cli_support import Subcommands, migrated_pool, on_migrated_connection, setup_logging
 from broker.clock import Clock
 from broker.errors import TeleroomError
 from broker.principals import Principal
-from broker.settings import add_flags, from_args
+from broker.settings import Settings, add_flags, from_args
 
 log = logging.getLogger("teleroom")
 # Whoever runs `teleroom` on the service's data directory or database holds the admin's power;
@@ -37,8 +37,31 @@ OPERATOR = Principal("admin")
 def serve(args: argparse.Namespace) -> int:
     settings = from_args(args)
     setup_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
+    if settings.workers > 1:
+        log.info(
+            "Teleroom on http://%s:%s with %d worker processes (public origin %s)",
+            settings.host,
+            settings.port,
+            settings.workers,
+            settings.origin,
+        )
+        return workers.supervise(settings, serve_worker)
     log.info("Teleroom on http://%s:%s (public origin %s)", settings.host, settings.port, settings.origin)
+    run_server(settings)
+    return 0
+
+
+def serve_worker(settings: Settings, lifeline: workers.Lifeline) -> None:
+    """One of `serve`'s worker processes (broker.workers): the same server, its port shared."""
+    setup_logging(settings.log_level, settings.log_format)
+    run_server(settings, lifeline)
+
+
+def run_server(settings: Settings, lifeline: workers.Lifeline | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; as a worker, bind with SO_REUSEPORT and tell the parent when listening."""
+    app = create_app(settings)
+    if lifeline is not None:
+        lifeline.attach(app)
     # run_app handles SIGINT/SIGTERM: it stops accepting, runs cleanup contexts (the embedded
     # database included) and returns.
     web.run_app(
@@ -46,11 +69,11 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         access_log_class=AccessLogger,
-        print=None,
+        print=None if lifeline is None else lifeline.serving,
         handle_signals=True,
         shutdown_timeout=10,
+        reuse_port=lifeline is not None,
     )
-    return 0
 
 
 def migrate(args: argparse.Namespace) -> int:
@@ -128,7 +151,7 @@ def keys(args: argparse.Namespace) -> int:
 def add_commands(sub: Subcommands, *, therapist_hooks: Sequence[therapists.TherapistCreatedHook]) -> None:
     """Add serve, migrate, therapist add and keys; `therapist add` runs `therapist_hooks`."""
     p = sub.add_parser("serve", help="run the service (embedded PostgreSQL unless DATABASE_URL is set)")
-    add_flags(p, "host", "port", "data_dir")
+    add_flags(p, "host", "port", "workers", "data_dir")
     p.set_defaults(run=serve)
 
     p = sub.add_parser("migrate", help="apply database migrations and exit")

@@ -173,8 +173,19 @@ class EmbeddedPostgres:
         if self._server is not None:
             if not self.alive():  # the wheel would try to stop it, fail and log a stack
                 self._server._postmaster_info = None
+            with self._server._lock:
+                self._forget_dead_handles()
             self._server.cleanup()
             self._server = None
+
+    def _forget_dead_handles(self) -> None:
+        """Drop processes that died holding a handle (kill -9, a worker replaced) from the wheel's list
+        (call under its lock): it stops the server only when the last listed process lets go."""
+        handles = self._server.global_process_id_list
+        listed: list[int] = handles.get()
+        living = [pid for pid in listed if pid == os.getpid() or _running(pid)]
+        if living != listed:
+            handles.put(living)
 
 
 def _running(pid: int | None) -> bool:

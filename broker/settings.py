@@ -295,6 +295,20 @@ class Settings:
         summary="port to bind",
         details="port to bind.",
     )
+    workers: int = setting(
+        "TELEROOM_WORKERS",
+        Integer(1, 64),
+        1,
+        flag="--workers",
+        summary="worker processes `serve` runs on the one port (`SO_REUSEPORT`), each a node of the cluster",
+        details="how many worker processes `teleroom serve` runs, all on the same host and port "
+        "(`SO_REUSEPORT`: the kernel spreads new connections over them), so one node uses several cores. "
+        "Each worker is a member of the cluster like a separate node: its own pool, hub and outbox worker, "
+        "signaling relayed through PostgreSQL (so `TELEROOM_SIGNALING_RELAY` may not be `local`), the "
+        "embedded database shared. A parent process starts them, restarts one that dies after it was "
+        "serving, forwards SIGTERM, and exits non-zero when a worker fails to start (see *Worker "
+        "processes*). Around one per core; each holds up to 20 database connections.",
+    )
     data_dir: Path = setting(
         "TELEROOM_DATA_DIR",
         Directory(),
@@ -454,10 +468,10 @@ class Settings:
         "TELEROOM_SIGNALING_RELAY",
         Choice(("auto", "local", "postgres")),
         "auto",
-        summary="how signaling reaches other nodes; `auto` is `postgres` when `DATABASE_URL` is set",
+        summary="how signaling reaches other nodes; `auto` is `postgres` when `DATABASE_URL` is set or workers > 1",
         details="how signaling reaches participants on other nodes: `local` (one node only), `postgres` "
-        "(LISTEN/NOTIFY on the shared database) or `auto` (postgres when `DATABASE_URL` is set, local on "
-        "the embedded database).",
+        "(LISTEN/NOTIFY on the shared database) or `auto` (postgres when `DATABASE_URL` is set or "
+        "`TELEROOM_WORKERS` is above 1, local for one process on the embedded database).",
     )
     signaling_heartbeat_seconds: int = setting(
         "TELEROOM_SIGNALING_HEARTBEAT_SECONDS",
@@ -605,6 +619,14 @@ class Settings:
             declaration.check(getattr(self, declaration.field))
         if self.turn_secret and not self.turn_urls:
             raise SettingsError("TELEROOM_TURN_SECRET is set but TELEROOM_TURN_URLS is empty")
+        if self.workers > 1 and self.signaling_relay == "local":
+            raise SettingsError(
+                "TELEROOM_SIGNALING_RELAY is local but TELEROOM_WORKERS is above 1 (workers relay through PostgreSQL)"
+            )
+        if self.workers > 1 and self.port == 0:
+            raise SettingsError(
+                "TELEROOM_WORKERS is above 1 but TELEROOM_PORT is 0 (every worker must bind the same port)"
+            )
         if self.migration_database_url and not self.database_url:
             raise SettingsError("TELEROOM_MIGRATION_DATABASE_URL is set but DATABASE_URL is not")
 

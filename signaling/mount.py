@@ -37,7 +37,7 @@ def setup(app: web.Application) -> None:
 def make_relay(app: web.Application, node: str) -> Relay:
     settings = app[SETTINGS]
     mode = app[RELAY_MODE]
-    if mode == "local" or (mode == "auto" and not settings.database_url):
+    if mode == "local" or (mode == "auto" and not settings.database_url and settings.workers == 1):
         return LocalRelay(app[DATABASE_URL])
     return PostgresRelay(app[DATABASE_URL], node)
 

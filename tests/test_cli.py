@@ -38,7 +38,7 @@ def test_help_lists_every_subcommand_each_package_adds() -> None:
 
 def test_each_subcommand_keeps_its_arguments() -> None:
     sub = subcommands(cli.build_parser())
-    assert options(sub["serve"]) == ["--host", "--port", "--data-dir"]
+    assert options(sub["serve"]) == ["--host", "--port", "--workers", "--data-dir"]
     assert options(sub["migrate"]) == ["--data-dir"]
     assert options(subcommands(sub["therapist"])["add"]) == ["--slug", "--name", "--email", "--timezone", "--data-dir"]
     assert options(sub["keys"]) == ["--data-dir", "action"]
