@@ -48,7 +48,7 @@ from broker.principals import PUBLIC_CLIENT, Principal
 from broker.session_types import SessionType
 from broker.therapists import Therapist
 from broker.zones import zone
-from calendars.slots import SessionRules, Span, compute_slots, offer_problem
+from calendars.slots import SessionRules, Span, offer_problem
 
 # Extra busy time besides bookings (external calendars plug in here): (conn, therapist, span) -> spans.
 BusySource = Callable[[Executor, uuid.UUID, Span], Awaitable[Sequence[Span]]]
@@ -643,20 +643,3 @@ async def list_for_reader(
     found = await list_for_therapist(conn, therapist_id, span, status)
     await audit.record_many(conn, reader, "booking.listed", [b.id for b in found], therapist_id=therapist_id)
     return found
-
-
-async def free_slots(
-    conn: Executor,
-    therapist: Therapist,
-    session_type: SessionType,
-    window: Span,
-    now: dt.datetime,
-    sources: Sequence[BusySource] = (),
-) -> list[Span]:
-    """The times a client could book in `window`: the therapist's hours minus busy time (buffers included)."""
-    rules = session_type.rules
-    av, _ = await availability.load(conn, therapist.id, therapist.timezone)
-    # Busy time just outside the window still blocks slots that start inside it.
-    margin = dt.timedelta(minutes=rules.buffer_before + rules.buffer_after + rules.duration + 1440)
-    busy = await busy_spans(conn, therapist.id, Span(window.start - margin, window.end + margin), sources=sources)
-    return compute_slots(av, rules, busy, window, now)
