@@ -32,6 +32,7 @@ from broker import (
     clients,
     credentials,
     idempotency,
+    licences,
     schemas,
     session_types,
     therapists,
@@ -324,6 +325,7 @@ async def book(
     A refusal (`series_unavailable`, a lost race) is kept for the key too; its savepoint is rolled
     back first, so a refused series leaves no booking, series or client row behind."""
     idempotency.check_key(idempotency_key)
+    where = bookings.client_place(client)  # `invalid_place` before anything is written
     session_type = await session_types.active(pool, therapist.id, request.session_type)
 
     async def make(conn: asyncpg.Connection) -> tuple[NewSeries, bytes]:
@@ -340,6 +342,8 @@ async def book(
                 location=client.location,
                 confidential=request.confidential_messages,
             )
+            if not waive_limits:  # the client books on the public page: the therapist's licence rule applies
+                await licences.check_booking(conn, therapist.id, where, _dates(therapist, request))
             await bookings.lock_times(conn, therapist.id)  # before the plan reads what is busy
             made = await _create(
                 conn, therapist, session_type, request, client, record, actor, now, sources, waive_limits
@@ -352,6 +356,14 @@ async def book(
 
     request_hash = hashlib.sha256(b"series\0" + msgspec.json.encode((_hashable(request), client))).digest()
     return await idempotency.once(pool, therapist.id, idempotency_key, request_hash, make, refusal)
+
+
+def _dates(therapist: Therapist, request: Request) -> list[dt.date]:
+    """The first and last session dates of a series in the therapist's zone (a licence valid on the
+    last is valid on those between: licences only expire)."""
+    first = request.start.astimezone(zone(therapist.timezone)).date()
+    step = 7 if request.frequency == "weekly" else 14
+    return [first, first + dt.timedelta(days=step * (request.count - 1))]
 
 
 def _hashable(request: Request) -> list[object]:

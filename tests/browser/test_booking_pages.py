@@ -25,7 +25,9 @@ async def book_first_free_time(page: Page, slug: str, *, name: str = "Sam Client
     await first_time.click()
     await page.get_by_label("Your name").fill(name)
     await page.get_by_label("Email").fill("sam@example.org")
-    await page.get_by_label("Where will you be during sessions?").fill("New York")
+    place = page.get_by_role("group", name="Where will you be during sessions?")
+    await place.get_by_label("Country").select_option("US")
+    await place.get_by_label("State, province or region").select_option("US-NY")
     await page.get_by_role("button", name="Confirm booking").click()
     await expect(page.get_by_role("heading", name="You're booked")).to_be_visible()
     return {

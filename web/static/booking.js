@@ -7,6 +7,7 @@ import { SlotCalendar } from "./calendar.js";
 import { $ } from "./dom.js";
 import { downloadIcs } from "./ics.js";
 import { rememberLocation } from "./location.js";
+import { bookingPlace } from "./licence-note.js";
 import { startBookingPolicy } from "./policy.js";
 import { seriesChoice } from "./series.js";
 import { detectedZone, formatSpan, zonePicker } from "./timezones.js";
@@ -32,6 +33,7 @@ function setup() {
   let chosen = null;
   let idempotencyKey = null;
   const repeat = seriesChoice({ slug, sessionType: selectedType, zone: () => zone });
+  const place = bookingPlace({ slug, therapistZone: root.dataset.therapistZone, chosen: () => chosen });
 
   const calendar = new SlotCalendar($("calendar"), {
     slug,
@@ -43,6 +45,7 @@ function setup() {
       $("chosen").textContent = formatSpan(slot.start, slot.end, zone);
       $("form-error").hidden = true;
       repeat.pick(slot);
+      place.check();
       show(["step-type-card", "step-time-card", "details"]);
       $("details").scrollIntoView({ block: "start" });
       $("step-details").focus({ preventScroll: true });
@@ -76,6 +79,7 @@ function setup() {
     if (phone) client.phone = phone;
     const where = data.get("location").trim();
     if (where) client.location = where;
+    Object.assign(client, place.value());
     if (repeat.active()) return repeat.submit(client, idempotencyKey);
     const button = $("confirm");
     button.disabled = true;
