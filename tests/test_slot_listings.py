@@ -294,3 +294,40 @@ async def test_slot_listings_beyond_the_limit_are_429_and_other_requests_still_a
         assert status == 200
     finally:
         await srv.close()
+
+
+async def test_a_schedule_version_is_bumped_at_commit_so_crossing_changes_cannot_deadlock(
+    api: Api, database_url: str
+) -> None:
+    """A series cancelled occurrence by occurrence while a client cancels one of them: each transaction
+    waits for the other's row at most once. Were the counter locked at each statement (not at
+    commit), the client's transaction would hold the occurrence and wait for the counter while the
+    series' held the counter and waited for the occurrence: a deadlock."""
+    therapist, st = await api.ready_therapist()
+    free = await starts(api, therapist, st)
+    ids = []
+    for start in free[:2]:
+        status, made = await api.book(therapist, st, start)
+        assert status == 201
+        ids.append(uuid.UUID(made["id"]))
+    therapist_id = uuid.UUID(therapist["id"])
+    series, client = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    cancel = "UPDATE bookings SET status = 'cancelled' WHERE id = $1"
+    try:
+        before = await series.fetchval("SELECT version FROM schedule_versions WHERE therapist_id = $1", therapist_id)
+        series_tx, client_tx = series.transaction(), client.transaction()
+        await series_tx.start()
+        await client_tx.start()
+        await series.execute(cancel, ids[0])
+        await asyncio.wait_for(client.execute(cancel, ids[1]), 5)  # not waiting for the series' counter
+        second = asyncio.create_task(series.execute(cancel, ids[1]))  # waits for the client's row
+        await asyncio.sleep(0.2)
+        assert not second.done()
+        await asyncio.wait_for(client_tx.commit(), 5)
+        await asyncio.wait_for(second, 5)
+        await series_tx.commit()
+        after = await series.fetchval("SELECT version FROM schedule_versions WHERE therapist_id = $1", therapist_id)
+        assert after == before + 2  # once a transaction, however many rows it changed
+    finally:
+        await series.close()
+        await client.close()
