@@ -5,6 +5,7 @@ therapist sees the emergency panel and the licence warning before admitting. axe
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from playwright.async_api import expect
@@ -81,4 +82,20 @@ async def test_a_new_client_walks_through_consent_contact_and_location_and_the_t
     await assert_accessible(therapist_page, "room with the emergency panel at phone width")
     await therapist_page.get_by_role("button", name="Admit").click()
     await expect(client.get_by_text("Your therapist will let you in.")).to_be_hidden()
+
+    # The Safety page lists the licence; the client page keeps the consent record and the contact.
+    await therapist_page.goto("/dashboard/safety")
+    await expect(therapist_page.locator("#licences")).to_contain_text("New Jersey (US-NJ)")
+    await expect(therapist_page.get_by_label("Consent text")).to_have_value(re.compile("Consent to therapy by video"))
+    await assert_accessible(therapist_page, "Safety page at phone width")
+    status, listed = await api.call(
+        "GET", f"/api/v1/therapists/{therapist['slug']}/clients", token=therapist["api_token"]
+    )
+    assert status == 200
+    await therapist_page.goto(f"/dashboard/clients/{listed['clients'][0]['id']}")
+    safety = therapist_page.get_by_role("region", name="Consent and emergency details")
+    await expect(safety).to_contain_text('signed "Robin Q. Phone"')
+    await expect(safety).to_contain_text("Alex Phone, +1 212 555 0142")
+    await expect(safety).to_contain_text("New York, United States, confirmed")
+    await assert_accessible(therapist_page, "client page at phone width")
     assert page_errors(request) == []
