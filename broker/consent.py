@@ -20,7 +20,7 @@ import msgspec
 
 from broker import audit
 from broker.database import Executor, record_to
-from broker.errors import Conflict
+from broker.errors import Conflict, invalid
 from broker.principals import Principal
 
 DEFAULT_TEXT_FILE = "consent_default.txt"
@@ -106,9 +106,12 @@ async def versions(conn: Executor, therapist_id: uuid.UUID) -> list[ConsentText]
 
 async def change(conn: asyncpg.Connection, therapist_id: uuid.UUID, text: str, actor: Principal) -> ConsentText:
     """Make `text` the current version; the same text as now adds no version. Clients who accepted an
-    earlier one are asked again at their next join. Conflict `consent_text_changed` if another edit
-    took the version number first (read the versions, then try again)."""
-    text = text.strip()
+    earlier one are asked again at their next join. Invalid `consent_text_empty` for blank text;
+    Conflict `consent_text_changed` if another edit took the version number first (read the
+    versions, then try again)."""
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise invalid("The consent text cannot be empty.", code="consent_text_empty")
     async with conn.transaction():
         now = await current(conn, therapist_id)
         if now.text == text:

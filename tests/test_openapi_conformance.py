@@ -344,7 +344,7 @@ async def test_every_operation_does_what_the_openapi_document_says(
 
 
 # A value for each kind of request string, and every control character check_text refuses.
-SAMPLES = ["Ada", "ada", "a@example.org", "EUR", "60.00", "09:00", "+49 30 1234", "dr-sample", "key-1"]
+SAMPLES = ["Ada", "ada", "a@example.org", "EUR", "60.00", "09:00", "+49 30 1234", "dr-sample", "key-1", "US", "US-NY"]
 CONTROLS = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))] + ["\r\n"]
 
 

@@ -114,6 +114,8 @@ async def test_a_changed_consent_text_asks_again_and_an_outdated_version_is_refu
     assert status == 200 and changed["version"] == 2
     status, same = await api.call("PUT", path, token=therapist["api_token"], json={"text": "New terms.\n\nRead me.\n"})
     assert status == 200 and same["version"] == 2  # the same words are no new version
+    status, blank = await api.call("PUT", path, token=therapist["api_token"], json={"text": " \r\n "})
+    assert status == 422 and blank["code"] == "consent_text_empty"
     status, listed = await api.call("GET", path, token=therapist["api_token"])
     assert status == 200 and [v["version"] for v in listed["versions"]] == [2, 1]
     assert listed["current"]["text"] == "New terms.\n\nRead me."
