@@ -61,10 +61,10 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],
                      $8::uuid[], $9::jsonb[], $10::bytea[], $11::timestamptz[], $12::timestamptz[])
 """
 CLAIM_DUE = """
-UPDATE outbox o SET lease_until = $2, attempts = o.attempts + 1, last_attempt_at = $1
+UPDATE outbox o SET lease_until = clock_timestamp() + $2::interval, attempts = o.attempts + 1, last_attempt_at = $1
 FROM (
     SELECT id FROM outbox
-    WHERE state = 'pending' AND due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+    WHERE state = 'pending' AND due_at <= $1 AND (lease_until IS NULL OR lease_until <= clock_timestamp())
     ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED
 ) due
 WHERE o.id = due.id
@@ -295,8 +295,12 @@ def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
 async def claim(
     pool: Executor, now: dt.datetime, limit: int = CLAIM_BATCH, lease: dt.timedelta = LEASE
 ) -> list[Message]:
-    """Lease due messages to this node (each row to one node at a time). Counts the attempt."""
-    return [record_to(Message, r) for r in await pool.fetch(CLAIM_DUE, now, now + lease, limit)]
+    """Lease due messages to this node (each row to one node at a time). Counts the attempt.
+
+    What is due is judged by the service's clock (`now`: a reminder's time); a lease runs on the
+    database server's real clock, so moving the service clock (a rehearsal, a test) never frees a
+    message another worker is sending."""
+    return [record_to(Message, r) for r in await pool.fetch(CLAIM_DUE, now, lease, limit)]
 
 
 async def record(
@@ -381,8 +385,8 @@ class _Recorder:
 async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
     """One delivery worker per node (per process). It keeps up to 2 × CONCURRENCY messages in hand
     (claimed, leased), sends CONCURRENCY at a time, records each outcome as it comes, and claims
-    more as slots free up; when nothing is due it waits for the next poll or a wake-up. On
-    shutdown it stops claiming, lets sends in flight finish for a few seconds, records them, and
+    more a batch at a time as slots free up; when nothing is due it waits for the next poll or a
+    wake-up. On shutdown it stops claiming, lets sends in flight finish for a few seconds, records them, and
     closes the senders; whatever was cut short comes back to some node when its lease runs out."""
     settings = app[SETTINGS]
     wake = app[WAKE]
@@ -400,7 +404,11 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def run() -> None:
         while True:
-            wanted = min(CLAIM_BATCH, room - len(inflight))
+            free = room - len(inflight)
+            # Claim in batches: once the first 2 × CONCURRENCY are in hand, wait until a whole
+            # CONCURRENCY of them is done (the other half keeps the senders busy meanwhile) rather
+            # than spend a round trip on each slot as it frees.
+            wanted = min(CLAIM_BATCH, free) if free >= CONCURRENCY else 0
             claimed: list[Message] = []
             if wanted > 0:
                 try:
@@ -413,7 +421,7 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
                 task.add_done_callback(inflight.discard)
             if claimed and len(claimed) == wanted:
                 continue  # more may be due: claim again while there is room
-            if len(inflight) >= room:
+            if wanted == 0:  # no room for a batch yet
                 await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             wake.clear()
