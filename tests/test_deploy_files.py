@@ -1,6 +1,7 @@
 """The deployment files agree with the code: variables exist, examples validate, nothing secret is committed.
 
-No YAML parser is installed, so these read the files as text; each check targets one line shape.
+These read the files as text, each check targeting one line shape; tests/test_deploy_validate.py
+checks them against their schemas and with nginx itself.
 """
 
 from __future__ import annotations
