@@ -386,8 +386,9 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
     """One delivery worker per node (per process). It keeps up to 2 × CONCURRENCY messages in hand
     (claimed, leased), sends CONCURRENCY at a time, records each outcome as it comes, and claims
     more a batch at a time as slots free up; when nothing is due it waits for the next poll or a
-    wake-up. On shutdown it stops claiming, lets sends in flight finish for a few seconds, records them, and
-    closes the senders; whatever was cut short comes back to some node when its lease runs out."""
+    wake-up. On shutdown it stops claiming, lets sends in flight finish for a few seconds, records
+    them, and closes the senders; whatever was cut short comes back to some node when its lease
+    runs out."""
     settings = app[SETTINGS]
     wake = app[WAKE]
     poll = float(settings.outbox_poll_seconds)

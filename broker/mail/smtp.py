@@ -10,9 +10,11 @@ password from `TELEROOM_SMTP_PASSWORD_FILE`, which wins.
 Connections are kept and reused: up to one per message in flight (the outbox worker sends
 `outbox.CONCURRENCY` at a time), each returned to the pool after a send, dropped after any error.
 A reused connection the server has closed meanwhile is replaced and the message sent on the new
-one. Outcomes: accepted -> delivered; a recipient or the message refused with 5xx -> failed for
-good; 4xx, timeouts and connection errors -> tried again later (the outbox's backoff). Errors
-recorded say the code and what failed, never the address (a server's reply may echo it).
+one. Outcomes: accepted -> delivered; a recipient or the message refused with 5xx, or an address
+the message cannot carry (`broker.mail.message`: not ASCII, a header with a line break) -> failed
+for good (the dashboard shows it; it can be sent again once the address is corrected); 4xx,
+timeouts and connection errors -> tried again later (the outbox's backoff). Errors recorded say
+the code and what failed, never the address (a server's reply may echo it).
 
 Without `TELEROOM_SMTP_URL` every email is written to `<data dir>/mail/<message id>.eml` (whole or
 not at all) and the log says where, once at start and then by message id.
@@ -30,7 +32,6 @@ import logging
 import os
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -151,14 +152,15 @@ class Connections:
         with contextlib.suppress(Exception):
             client.close()
 
-    async def send(self, msg: EmailMessage) -> int:
+    async def send(self, mail: mime.Outgoing) -> int:
         """Send on a pooled connection (a fresh one if the reused one was closed); the reply code."""
         async with self.gate:
             for attempt in (1, 2):
                 reused = bool(self.idle)
                 client = self.idle.pop() if reused else await self._open()
                 try:
-                    _, reply = await client.send_message(msg)
+                    # The bytes as built: send_message would flatten a message object again.
+                    _, reply = await client.sendmail(mail.sender, [mail.recipient], mail.data)
                 except aiosmtplib.SMTPServerDisconnected:
                     await self._drop(client)
                     if reused and attempt == 1:
@@ -197,6 +199,10 @@ class MailSender:
         settings = app[SETTINGS]
         self.settings = settings
         self.composer = Composer(app[SEALER], settings.origin)
+        try:
+            mime.from_header(settings.mail_from)
+        except ValueError as exc:
+            raise SettingsError(f"TELEROOM_MAIL_FROM: {exc}") from None
         target = server(settings)
         self.connections = (
             Connections(target, tls_context(settings), outbox.CONCURRENCY) if target is not None else None
@@ -216,22 +222,24 @@ class MailSender:
                 await outbox.not_needed(conn, message.id)
                 log.info("message %s (%s) is no longer needed: withdrawn", message.id, message.kind)
                 return Outcome(True, error="not needed")
-        msg = mime.build(
-            composed.rendered,
-            sender=self.settings.mail_from,
-            to=composed.to,
-            outbox_id=message.id,
-            origin=self.settings.origin,
-            date=now,
-            ics=composed.ics,
-        )
-        data = msg.as_bytes()
+        try:
+            mail = mime.build(
+                composed.rendered,
+                sender=self.settings.mail_from,
+                to=composed.to,
+                outbox_id=message.id,
+                origin=self.settings.origin,
+                date=now,
+                ics=composed.ics,
+            )
+        except ValueError as exc:  # an address SMTP cannot carry, a header with a line break
+            return Outcome(False, error=f"refused before sending: {exc}", permanent=True)
         if self.connections is None:
-            path = await asyncio.to_thread(_write_eml, self.folder, str(message.id), data)
+            path = await asyncio.to_thread(_write_eml, self.folder, str(message.id), mail.data)
             log.info("message %s (%s) written to %s", message.id, message.kind, path)
             return Outcome(True)
         try:
-            status = await self.connections.send(msg)
+            status = await self.connections.send(mail)
         except aiosmtplib.SMTPException as exc:
             return _refusal(exc)
         except (OSError, TimeoutError) as exc:
