@@ -283,6 +283,10 @@ async def bench_ours(relay: str, args: argparse.Namespace, base_url: str, tmp: s
     return result
 
 
+# The scale run's bound on one join or one relay round trip: past it, an error rather than a hang.
+WAIT_SECONDS = 30.0
+
+
 class Held:
     """A joined socket that keeps reading (so it answers pings); relayed signals go to `inbox`, anything
     else a held participant should never see (`error`, `ended`, a close) is counted in `errors`."""
@@ -307,17 +311,24 @@ class Held:
 
     async def close(self) -> None:
         self.leaving = True
-        await self.ws.close()
-        await self.reader
+        async with asyncio.timeout(WAIT_SECONDS):
+            await self.ws.close()
+            await self.reader
 
 
 async def held_ping_pong(a: Held, b: Held, to_b: str, to_a: str, rounds: int, samples: list[float]) -> None:
+    """Like `ping_pong`; a round that does not come back within `WAIT_SECONDS` is an error, not a hang."""
     for _ in range(rounds):
         started = time.perf_counter()
-        await a.ws.send_str(to_b)
-        await b.inbox.get()
-        await b.ws.send_str(to_a)
-        await a.inbox.get()
+        try:
+            async with asyncio.timeout(WAIT_SECONDS):
+                await a.ws.send_str(to_b)
+                await b.inbox.get()
+                await b.ws.send_str(to_a)
+                await a.inbox.get()
+        except (TimeoutError, ConnectionError) as exc:
+            a.errors.append(f"relay: {exc!r}")
+            return
         samples.append(time.perf_counter() - started)
 
 
@@ -336,10 +347,11 @@ async def scale(
     async def hold(room: uuid.UUID, end: dt.datetime, leave: bool = False) -> tuple[Held, Held, str, str] | None:
         started = time.perf_counter()
         try:
-            t_token = await mint(pool, settings, room, "therapist", end, keys)
-            c_token = await mint(pool, settings, room, "client", end, keys)
-            t, c, t_id, c_id = await ours_room(http, port, room, t_token, c_token)
-        except (AssertionError, aiohttp.ClientError, OSError) as exc:
+            async with asyncio.timeout(WAIT_SECONDS):
+                t_token = await mint(pool, settings, room, "therapist", end, keys)
+                c_token = await mint(pool, settings, room, "client", end, keys)
+                t, c, t_id, c_id = await ours_room(http, port, room, t_token, c_token)
+        except Exception as exc:  # a refusal (a close instead of `joined`), a timeout: all count
             errors.append(f"join: {exc!r}"[:80])
             return None
         join_seconds.append((time.perf_counter() - started) / 2)
@@ -397,7 +409,7 @@ async def scale(
     await churning
     for t, c, _, _ in held:
         t.leaving = c.leaving = True  # from here on, peer-left and closes are the bench's own doing
-    await asyncio.gather(*(h.close() for t, c, _, _ in held for h in (t, c)))
+    await asyncio.gather(*(h.close() for t, c, _, _ in held for h in (t, c)), return_exceptions=True)
     for error in sorted(set(errors))[:5]:
         print(f"  scale error: {error}")
     return {
