@@ -276,6 +276,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a released connection needs beyond asyncpg's own cleanup (it always ends an open
+    transaction and drops listener callbacks): nothing. asyncpg's default also sends `SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release, a round trip
+    per pooled query that undoes only session state this service never leaves behind: its
+    advisory locks are transaction-scoped (the migration lock is session-level, held on one
+    connection and released in a `finally`), it declares no cursors outside transactions, it
+    LISTENs on connections of its own (signaling/relay.py), and the only SET is the UTC zone
+    given to every new connection."""
+
+
 class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no types
     """asyncpg's pool with a default bound on waiting for a connection (asyncpg's default is forever).
 
@@ -308,6 +319,7 @@ async def open_pool(
                 max_queries=50_000,
                 max_inactive_connection_lifetime=300.0,
                 init=_init_connection,
+                reset=_keep_session,
                 loop=None,
                 connection_class=asyncpg.Connection,
                 record_class=asyncpg.Record,
