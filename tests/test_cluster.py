@@ -5,7 +5,9 @@ a room token used on one node is refused on another; two aiortc participants of 
 different nodes meet; the node holding a room killed with SIGKILL, both participants back in a
 connected call through nginx, without a second admit, within 10 seconds; and a node sent SIGTERM
 stops listening, closes its sockets with 1001 (reconnect), exits 0 within 30 seconds, and its
-participants meet again on the last node. The times to reconnect are printed (`pytest -s`).
+participants meet again on the last node. And when the node of one participant dies while the
+other stays connected to another node, the returning participant replaces its dead connection there
+and they negotiate again. The times to reconnect are printed (`pytest -s`).
 """
 
 from __future__ import annotations
@@ -330,6 +332,43 @@ async def test_three_nodes_behind_nginx_survive_a_kill_and_drain_on_sigterm(
         print(f"call connected again {after_term:.2f} s after SIGTERM; the drained node exited after {exited:.2f} s")
         assert exited < DRAIN_BOUND
         assert f"room {room.id}: " in last.text()[log_before:]  # the last node carries the room now
+    finally:
+        for participant in survivors:
+            await participant.close()
+
+
+async def test_a_peer_whose_node_dies_comes_back_to_one_that_stayed_connected_elsewhere(
+    cluster: Cluster, http: aiohttp.ClientSession, edge_http: aiohttp.ClientSession
+) -> None:
+    # The therapist on node 1, the client on node 2 (past nginx): node 1 is killed. The client's
+    # socket never drops; the therapist reconnects through nginx, and the client's node replaces
+    # the dead node's view of the therapist with the new connection: they negotiate again.
+    nodes = cluster.nodes
+    edge = Api(edge_http, cluster.edge, ADMIN_TOKEN)
+    room = await booking_in_window(edge)
+    t_token, c_token = await room_token(edge, room, "therapist"), await room_token(edge, room, "client")
+    therapist_p = Participant(on_node(t_token, nodes[0]), t_token["token"], session=http)
+    client_p = Participant(on_node(c_token, nodes[1]), c_token["token"], session=http)
+    survivors: list[Participant] = [therapist_p, client_p]
+    try:
+        await therapist_p.join()
+        await client_p.join()
+        async with asyncio.timeout(10):
+            await therapist_p.next(p.Waiting)  # node 1 has heard of the client on node 2
+        await therapist_p.admit(client_p.id)
+        async with asyncio.timeout(10):
+            await client_p.next(p.Admitted)
+        await meet(therapist_p, client_p, 20)
+        client_ws = client_p.ws
+
+        killed_at = time.monotonic()
+        nodes[0].proc.send_signal(signal.SIGKILL)
+        async with asyncio.timeout(RECONNECT_BOUND):
+            therapist_p = survivors[0] = await rejoin(therapist_p, edge, room, "therapist", edge_http)
+            await meet(therapist_p, client_p, RECONNECT_BOUND)
+        print(f"\ncall connected again {time.monotonic() - killed_at:.2f} s after SIGKILL to the therapist's node")
+        assert client_p.ws is client_ws and not client_ws.closed  # the client never noticed but for media
+        assert not any(isinstance(m, p.Waiting) for m in received(therapist_p))
     finally:
         for participant in survivors:
             await participant.close()
