@@ -17,10 +17,12 @@ ping-pong runs in `--rooms` of the held rooms while joins go on at the same rate
 (each joined, then left), and its p99 is compared with the figure measured holding nothing else.
 
 Both servers run as separate processes on 127.0.0.1 and the same client code drives both, so
-the ratios compare the servers. To create hundreds of rooms quickly, the bench inserts
-therapists, session types and bookings with SQL and mints room tokens with broker.tokens
-directly (the HTTP endpoint would only add the same work per token); everything after that goes
-through the real /ws.
+the ratios compare the servers. The client's own garbage collector is kept out of every timed
+section (`quiet_client`), so its pauses are not counted as the servers'.
+
+To create hundreds of rooms quickly, the bench inserts therapists, session types and bookings
+with SQL and mints room tokens with broker.tokens directly (the HTTP endpoint would only add the
+same work per token); everything after that goes through the real /ws.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import json
 import os
@@ -86,6 +89,19 @@ async def wait_port(port: int, seconds: float = 30.0) -> None:
         except OSError:
             await asyncio.sleep(0.1)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextlib.contextmanager
+def quiet_client() -> Iterator[None]:
+    """Keep this process's garbage collector out of a timed section: its full collections walk every
+    object of the thousands of client sockets (over a second with 5,000 aiohttp client sockets) and
+    would be timed as the server's latency. What is alive now is frozen; new objects are collected."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 # --- our service, in its own process -------------------------------------------------------
@@ -261,14 +277,15 @@ async def bench_ours(relay: str, args: argparse.Namespace, base_url: str, tmp: s
                 batch = room_tokens[i : i + 50]
                 pairs += await asyncio.gather(*(ours_room(http, port, room, t, c) for room, t, c in batch))
             samples: list[float] = []
-            began = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    ping_pong(t, c, _signal(c_id, "offer"), _signal(t_id, "answer"), args.rounds, samples)
-                    for t, c, t_id, c_id in pairs
+            with quiet_client():
+                began = time.perf_counter()
+                await asyncio.gather(
+                    *(
+                        ping_pong(t, c, _signal(c_id, "offer"), _signal(t_id, "answer"), args.rounds, samples)
+                        for t, c, t_id, c_id in pairs
+                    )
                 )
-            )
-            result["seconds"] = time.perf_counter() - began
+                result["seconds"] = time.perf_counter() - began
             result["p50_ms"] = statistics.median(samples) * 1000
             result["p99_ms"] = percentile(samples, 0.99) * 1000
             result["samples"] = len(samples)
@@ -378,12 +395,13 @@ async def scale(
     async def measure(measured: list[tuple[Held, Held, str, str]]) -> list[float]:
         await asyncio.sleep(1.0)
         samples: list[float] = []
-        await asyncio.gather(
-            *(
-                held_ping_pong(t, c, _signal(c_id, "offer")(0), _signal(t_id, "answer")(0), args.rounds, samples)
-                for t, c, t_id, c_id in measured
+        with quiet_client():
+            await asyncio.gather(
+                *(
+                    held_ping_pong(t, c, _signal(c_id, "offer")(0), _signal(t_id, "answer")(0), args.rounds, samples)
+                    for t, c, t_id, c_id in measured
+                )
             )
-        )
         return samples
 
     began = time.perf_counter()
@@ -480,14 +498,15 @@ async def bench_peerjs(args: argparse.Namespace) -> dict[str, float]:
                     )
                 )
             samples: list[float] = []
-            began = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    ping_pong(a, b, _peerjs("OFFER", f"b{j}"), _peerjs("ANSWER", f"a{j}"), args.rounds, samples)
-                    for j, (a, b) in enumerate(pairs)
+            with quiet_client():
+                began = time.perf_counter()
+                await asyncio.gather(
+                    *(
+                        ping_pong(a, b, _peerjs("OFFER", f"b{j}"), _peerjs("ANSWER", f"a{j}"), args.rounds, samples)
+                        for j, (a, b) in enumerate(pairs)
+                    )
                 )
-            )
-            result["seconds"] = time.perf_counter() - began
+                result["seconds"] = time.perf_counter() - began
             result["p50_ms"] = statistics.median(samples) * 1000
             result["p99_ms"] = percentile(samples, 0.99) * 1000
             result["samples"] = len(samples)
