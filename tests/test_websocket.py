@@ -213,6 +213,8 @@ async def test_idle_joined_sockets_hold_no_task(api: Api, http: aiohttp.ClientSe
     before = len(asyncio.all_tasks())
     sockets = [await join(http, token) for token in tokens]
     await asyncio.sleep(0.2)  # the joins' tasks finish
+    handlers = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.startswith("RequestHandler.")]
+    assert handlers == []  # aiohttp's request handling ended with the upgrade
     assert len(asyncio.all_tasks()) - before < len(sockets)
     hub = server.app[HUB]
     assert len(hub.sockets) == len(sockets) and all(isinstance(s, w.WebSocket) for s in hub.sockets)
