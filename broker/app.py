@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler as RequestHandler
 
-from broker import admin_tokens, database, logs, metrics, outbox, sealing
+from broker import admin_tokens, database, logs, metrics, outbox, sealing, therapists
 from broker.bookings import BUSY_SOURCES
 from broker.clock import CLOCK, Clock
 from broker.database import DATABASE_URL, POOL
@@ -133,7 +133,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[CLOCK] = clock or Clock()
     app[AUTHENTICATORS] = []
     app[BUSY_SOURCES] = []
-    app[NOTICES] = Notices()
+    app[NOTICES] = Notices(app[CLOCK].now)
+    app[therapists.BY_SLUG] = therapists.BySlug()
     app[API_ROUTES] = []
     app[sealing.SEALER] = sealing.load(settings)
     app.cleanup_ctx.append(database_ctx)

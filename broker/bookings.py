@@ -9,9 +9,10 @@ other there, which PostgreSQL breaks as a deadlock only after `deadlock_timeout`
 
 Since the lock serialises one therapist's bookings until each commits, a new booking does all it
 can before taking it (its session type, the rules, busy time from other calendars, its client
-record and audit row) and takes it in the insert itself (`INSERT_LOCKED`): under the lock there
-is one statement, the notices and the commit. It does not look for other bookings in its way
-first: the constraint refuses an overlap as surely, and that query would run under the lock.
+record) and takes it in the insert itself (`INSERT_CHECKED`), which also writes its audit row and
+returns what the notice hooks need (`broker.notices`): under the lock there is that statement,
+one outbox insert and the commit. It does not look for other bookings in its way first: the
+constraint refuses an overlap as surely, and that query would run under the lock.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from broker import (
     policies,
     schemas,
     session_types,
+    webhooks,
 )
 from broker.database import Executor, record_to
 from broker.errors import Conflict, InvalidInput, NotFound, TeleroomError, invalid
@@ -72,20 +74,31 @@ FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 """
 # INSERT_LOCKED, inserting nothing unless what the booking was checked against is still what is
 # stored (`broker.bookable`): its session type active with the same rules ($20-$25), and the
-# therapist's hours last changed at $26.
-INSERT_CHECKED = """
-INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
-    client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
-    series_id, series_index, client_country, client_region)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18, $19
-FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
-WHERE EXISTS (
-    SELECT FROM session_types st
-    WHERE st.id = $3 AND st.therapist_id = $2 AND st.active
-      AND (st.duration_minutes, st.buffer_before_minutes, st.buffer_after_minutes, st.min_notice_minutes,
-           st.horizon_days, st.slot_interval_minutes) = ($20, $21, $22, $23, $24, $25)
-) AND (SELECT a.updated_at FROM availability a WHERE a.therapist_id = $2) IS NOT DISTINCT FROM $26
-"""
+# therapist's hours last changed at $26. With the row it writes the booking's audit row (actor
+# $27, $28: `booking.created`), and answers what the notice hooks would otherwise read under the
+# lock: the type's reminder minutes, whether the therapist asked to hear of bookings, and the
+# webhook endpoints that listen. No row answered: nothing was inserted (the rules changed).
+INSERT_CHECKED = f"""
+WITH made AS (
+    INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
+        client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
+        series_id, series_index, client_country, client_region)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18, $19
+    FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
+    WHERE EXISTS (
+        SELECT FROM session_types st
+        WHERE st.id = $3 AND st.therapist_id = $2 AND st.active
+          AND (st.duration_minutes, st.buffer_before_minutes, st.buffer_after_minutes, st.min_notice_minutes,
+               st.horizon_days, st.slot_interval_minutes) = ($20, $21, $22, $23, $24, $25)
+    ) AND (SELECT a.updated_at FROM availability a WHERE a.therapist_id = $2) IS NOT DISTINCT FROM $26
+    RETURNING id, therapist_id
+), logged AS (
+    INSERT INTO audit_events (actor_kind, actor_id, action, booking_id, therapist_id)
+    SELECT $27, $28, 'booking.created', made.id, made.therapist_id FROM made
+)
+SELECT st.reminder_minutes, t.notify_bookings, {webhooks.LISTENER_IDS} AS listeners
+FROM made JOIN session_types st ON st.id = $3 JOIN therapists t ON t.id = $2
+"""  # noqa: S608 (two constants of ours, no input: the values are $n parameters)
 # How many times a booking reads its rules afresh when they keep changing under it.
 CHECKED_TRIES = 3
 # A booking with what `Booking` carries of its session type, therapist and cancellation policy.
@@ -242,6 +255,14 @@ class NewBooking(msgspec.Struct, frozen=True):
     start: dt.datetime
     end: dt.datetime
     key: str
+
+
+class _Inserted(msgspec.Struct, frozen=True):
+    """What INSERT_CHECKED answers for the notice of the booking it made."""
+
+    reminder_minutes: list[int]
+    notify_bookings: bool
+    listeners: list[uuid.UUID]
 
 
 _OFFER_REASONS = {
@@ -456,8 +477,9 @@ async def book(
 
     The session type's rules and the therapist's hours come from `kept` when this node has read
     them before (`broker.bookable`); the insert itself makes sure they are still the stored ones.
-    The client record and the audit row are written first, then the row with INSERT_CHECKED, which
-    takes `lock_times`: under the lock there is that statement, the notices and the commit."""
+    The client record is written first, then the row and its audit row with INSERT_CHECKED, which
+    takes `lock_times` and answers what the notice needs: under the lock there is that statement,
+    the notices' one outbox insert and the commit."""
     key = idempotency.check_key(idempotency_key)
     if body.client_timezone is not None:
         zone(body.client_timezone, "client_timezone")
@@ -481,21 +503,21 @@ async def book(
         kept.put(therapist.id, body.session_type, current)
         return current
 
-    async def insert(conn: asyncpg.Connection) -> NewBooking:
+    async def insert(conn: asyncpg.Connection) -> tuple[NewBooking, _Inserted]:
         found = kept.get(therapist.id, body.session_type)
         current, is_fresh = (found, False) if found is not None else (await fresh(conn), True)
         current = await offering(conn, current, is_fresh)
         await licences.check_booking(conn, therapist.id, where, [session_day])  # `refuse`: not_licensed_there
         client = await _client(conn, therapist, body)
-        # Before the insert, in the same transaction: it commits or rolls back with the booking.
-        await audit.record(conn, PUBLIC_CLIENT, "booking.created", booking_id=booking_id, therapist_id=therapist.id)
         for _ in range(CHECKED_TRIES):
             made, blocked = _new(booking_id, booking_key, current.session_type.rules, body)
             # Busy time from other calendars only we know of; other bookings are the constraint's.
             await check_elsewhere(conn, therapist.id, blocked, sources)
             row = _row(made, blocked, therapist, current.session_type, body, client.id, None)
-            if await conn.execute(INSERT_CHECKED, *row, *current.compared()) == "INSERT 0 1":
-                return made
+            actor = (PUBLIC_CLIENT.kind, PUBLIC_CLIENT.actor_id)
+            inserted = await conn.fetchrow(INSERT_CHECKED, *row, *current.compared(), *actor)
+            if inserted is not None:
+                return made, record_to(_Inserted, inserted)
             current = await offering(conn, await fresh(conn), True)  # they changed since this node read them
         raise slot_taken()
 
@@ -503,16 +525,32 @@ async def book(
         try:
             if key is not None:  # a savepoint: the refusal kept for the key outlives a lost slot
                 async with conn.transaction():
-                    booking = await insert(conn)
+                    booking, facts = await insert(conn)
             else:
-                booking = await insert(conn)
+                booking, facts = await insert(conn)
         except asyncpg.ExclusionViolationError:
             raise slot_taken() from None
-        await notices.due(conn, Notice("booking.created", therapist.id, (booking.id,), by="client", secret=booking.key))
+        notice = Notice(
+            "booking.created",
+            therapist.id,
+            (booking.id,),
+            by="client",
+            secret=booking.key,
+            start=booking.start,
+            end=booking.end,
+            reminder_minutes=tuple(facts.reminder_minutes),
+            notify_therapist=facts.notify_bookings,
+            listeners=tuple(facts.listeners),
+        )
+        await notices.due(conn, notice)
         return booking, answer(booking)
 
     request_hash = b"" if key is None else hashlib.sha256(msgspec.json.encode(body)).digest()
-    return await idempotency.once(pool, therapist.id, key, request_hash, make, refusal)
+    expected = None
+    known = None if key is None else kept.get(therapist.id, body.session_type)
+    if known is not None:  # the answer, should the kept rules hold: stored with the key's claim
+        expected = answer(_new(booking_id, booking_key, known.session_type.rules, body)[0])
+    return await idempotency.once(pool, therapist.id, key, request_hash, make, refusal, expected)
 
 
 async def for_key(conn: Executor, key: str) -> BookingRef | None:

@@ -3,6 +3,12 @@
 The first answer contains the booking key, which must never be stored in the clear. So the
 idempotency key is stored only as a hash, and the answer is sealed (AES-GCM) under a key
 derived from the idempotency key itself: only a caller who knows it can read the answer.
+
+A caller that can tell its answer before making the change (a booking whose rules this node
+keeps) hands it over, and the claim stores it sealed at once: the row's answer then needs no
+second write while the therapist's times lock is held. It is written again only when the answer
+made differs, and every write is in the change's transaction, so a retry never reads an answer
+the change did not commit.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ _KEY = re.compile(KEY)
 T = TypeVar("T")
 
 CLAIM_KEY = """
-INSERT INTO idempotency_keys (therapist_id, key_hash, request_hash) VALUES ($1, $2, $3)
+INSERT INTO idempotency_keys (therapist_id, key_hash, request_hash, response_status, response_sealed)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT DO NOTHING
 RETURNING true
 """
@@ -77,12 +84,21 @@ def _key_hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-async def claim(conn: asyncpg.Connection, scope: uuid.UUID, key: str, request_hash: bytes) -> Replay | None:
+def _seal(key: str, scope: uuid.UUID, body: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + _aead(key, scope).encrypt(nonce, body, scope.bytes)
+
+
+async def claim(
+    conn: asyncpg.Connection, scope: uuid.UUID, key: str, request_hash: bytes, expected: bytes | None = None
+) -> Replay | None:
     """Claim `key` for this request inside the caller's transaction, or return the first answer.
 
+    `expected`: the 201 answer the request will give if it succeeds, stored (sealed) with the claim.
     A concurrent request with the same key waits on the primary key until the first commits.
     """
-    if await conn.fetchval(CLAIM_KEY, scope, _key_hash(key), request_hash):
+    status, sealed_answer = (None, None) if expected is None else (201, _seal(key, scope, expected))
+    if await conn.fetchval(CLAIM_KEY, scope, _key_hash(key), request_hash, status, sealed_answer):
         return None
     row = await conn.fetchrow(SELECT_KEY, scope, _key_hash(key))
     stored = None if row is None else record_to(_Stored, row)
@@ -96,9 +112,7 @@ async def claim(conn: asyncpg.Connection, scope: uuid.UUID, key: str, request_ha
 
 
 async def store(conn: asyncpg.Connection, scope: uuid.UUID, key: str, status: int, body: bytes) -> None:
-    nonce = os.urandom(12)
-    sealed = nonce + _aead(key, scope).encrypt(nonce, body, scope.bytes)
-    await conn.execute(STORE_RESPONSE, scope, _key_hash(key), status, sealed)
+    await conn.execute(STORE_RESPONSE, scope, _key_hash(key), status, _seal(key, scope, body))
 
 
 async def once(
@@ -108,18 +122,20 @@ async def once(
     request_hash: bytes,
     make: Callable[[asyncpg.Connection], Awaitable[tuple[T, bytes]]],
     refusal: Callable[[TeleroomError], bytes],
+    expected: bytes | None = None,
 ) -> tuple[T, bytes] | Replay:
     """Run `make` (which returns what it made and its encoded answer) in one transaction under an
     Idempotency-Key: a retry with the same key and body gets the first answer back.
 
     A `Conflict` is a first answer too (the time was taken): its encoding (`refusal`) is stored and
     committed before the error is raised, so the retry hears the same. `make` rolls back its own
-    writes on a conflict (a savepoint), so nothing else of a refused request stays behind."""
+    writes on a conflict (a savepoint), so nothing else of a refused request stays behind.
+    `expected`: the answer `make` is expected to encode, stored with the claim (see the module)."""
     key = check_key(raw_key)
     refused: Conflict | None = None
     async with pool.acquire() as conn, conn.transaction():
         if key is not None:
-            replay = await claim(conn, scope, key, request_hash)
+            replay = await claim(conn, scope, key, request_hash, expected)
             if replay is not None:
                 return replay
         try:
@@ -130,7 +146,7 @@ async def once(
             await store(conn, scope, key, 409, refusal(error))
             refused = error
         else:
-            if key is not None:
+            if key is not None and encoded != expected:
                 await store(conn, scope, key, 201, encoded)
     if refused is not None:
         raise refused

@@ -4,19 +4,29 @@ Every change a client or therapist should hear about (a booking made, moved or c
 booked or cancelled) calls `Notices.due` inside the transaction that makes the change, so whatever
 a hook writes (the outbox of the issue "Reaching people") commits or rolls back with it: nothing is
 announced that did not happen, and nothing that happened goes unannounced. A notice carries ids and
-the kind of change only; a hook reads what it may reveal from the records themselves.
+the kind of change; a hook reads what it may reveal from the records themselves.
+
+A new booking's notice also carries what its insert already knew or returned (its times, its
+type's reminder minutes, whether the therapist asked to hear of bookings, which webhook endpoints
+listen), because that change holds the therapist's times lock (`broker.bookings.lock_times`) until
+it commits: a hook that read them again would make the therapist's other bookings wait for each
+read. For the same reason a hook returns the outbox messages it owes instead of writing them, and
+`Notices.due` writes every hook's messages in one `outbox.enqueue`, on the change's connection.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 import asyncpg
 import msgspec
 from aiohttp import web
 
+from broker import outbox
+from broker.outbox import NewMessage
 from broker.principals import PrincipalKind
 
 NoticeKind = Literal[
@@ -41,23 +51,46 @@ class Notice(msgspec.Struct, frozen=True):
     # messages that must carry the client's link; a hook seals it before storing it, and it is
     # never logged. None for every other change.
     secret: str | None = msgspec.field(default=None)
+    # What a new booking's insert knew or returned, so its hooks need not read it under the times
+    # lock; None where the change did not say (a hook then reads the records). `start` and `end`
+    # are the booking's (the single one of `booking_ids`); `listeners` the enabled webhook
+    # endpoints subscribed to this kind (`broker.webhooks.LISTENER_IDS`), read in that statement.
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    reminder_minutes: tuple[int, ...] | None = None
+    notify_therapist: bool | None = None
+    listeners: tuple[uuid.UUID, ...] | None = None
 
     def __repr__(self) -> str:  # a notice may be logged; its secret never is
         return f"Notice({self.kind!r}, therapist={self.therapist_id}, bookings={len(self.booking_ids)})"
 
 
-NoticeHook = Callable[[asyncpg.Connection, Notice], Awaitable[None]]
+# A hook returns the outbox messages it owes (or None when it queues nothing).
+NoticeHook = Callable[[asyncpg.Connection, Notice], Awaitable[Sequence[NewMessage] | None]]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class Notices:
-    """The hooks each notice runs, in order, on the connection of the change that causes it."""
+    """The hooks each notice runs, in order, on the connection of the change that causes it.
 
-    def __init__(self) -> None:
+    `now` is the clock the queued messages are stamped with (the app's, which tests move)."""
+
+    def __init__(self, now: Callable[[], dt.datetime] = _utc_now) -> None:
         self.hooks: list[NoticeHook] = []
+        self.now = now
 
     async def due(self, conn: asyncpg.Connection, notice: Notice) -> None:
+        """Run every hook, then queue all their messages in one statement (none: no statement)."""
+        queued: list[NewMessage] = []
         for hook in self.hooks:
-            await hook(conn, notice)
+            owed = await hook(conn, notice)
+            if owed:
+                queued.extend(owed)
+        if queued:
+            await outbox.enqueue(conn, queued, self.now())
 
 
 # For callers that tell nobody (a series cancelling its occurrences announces the series once).

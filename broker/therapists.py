@@ -7,12 +7,15 @@ leaves is typed (`Therapist`). Hours live in `broker.availability`, session type
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import msgspec
+from aiohttp import web
 
 from broker import audit, credentials, schemas
 from broker.database import Executor, record_to
@@ -23,7 +26,11 @@ from broker.zones import zone
 
 
 class Therapist(msgspec.Struct, frozen=True):
-    """A therapist as the rest of the service sees one (the password and tokens stay in their tables)."""
+    """A therapist as the rest of the service sees one (the password and tokens stay in their tables).
+
+    Nothing in the service changes these fields once the therapist exists (nor deletes a
+    therapist), which is what lets a node keep them (`BySlug`); a change to any of them must
+    drop or shorten that keeping."""
 
     id: uuid.UUID
     slug: str
@@ -65,6 +72,48 @@ async def by_slug(conn: Executor, slug: str) -> Therapist:
     if row is None:
         raise NotFound("therapist")
     return record_to(Therapist, row)
+
+
+# How long a node keeps a therapist it looked up by slug, and how many it keeps. The fields never
+# change through the service; the bound only limits how long an edit made in SQL goes unseen.
+KEPT_SECONDS = 60.0
+KEPT_ENTRIES = 4096
+
+
+class BySlug:
+    """Therapists this node looked up by slug, kept `KEPT_SECONDS` (the least recently used go first).
+
+    Every public booking and slot listing names its therapist by slug; keeping the answer saves
+    each such request a pool checkout and a round trip. An unknown slug is never kept: a therapist
+    created on another node is found at once."""
+
+    def __init__(
+        self,
+        entries: int = KEPT_ENTRIES,
+        seconds: float = KEPT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.entries = entries
+        self.seconds = seconds
+        self.clock = clock
+        self._kept: collections.OrderedDict[str, tuple[float, Therapist]] = collections.OrderedDict()
+
+    async def get(self, conn: Executor, slug: str) -> Therapist:
+        """The therapist with this slug (kept or read), or NotFound."""
+        found = self._kept.get(slug)
+        now = self.clock()
+        if found is not None and now - found[0] < self.seconds:
+            self._kept.move_to_end(slug)
+            return found[1]
+        therapist = await by_slug(conn, slug)
+        self._kept[slug] = (now, therapist)
+        self._kept.move_to_end(slug)
+        while len(self._kept) > self.entries:
+            self._kept.popitem(last=False)
+        return therapist
+
+
+BY_SLUG = web.AppKey("therapists_by_slug", BySlug)
 
 
 async def by_id(conn: Executor, therapist_id: uuid.UUID) -> Therapist:

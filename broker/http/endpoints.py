@@ -163,7 +163,9 @@ class Endpoint:
     async def resolve(self, request: web.Request) -> Call:
         """Enforce the declaration: the path's therapist and booking, and who may call."""
         pool = request.app[POOL]
-        therapist = await therapists.by_slug(pool, request.match_info["slug"]) if self.names_therapist else None
+        # Kept per node (`therapists.BySlug`): a public booking then starts without a pool checkout.
+        kept = request.app[therapists.BY_SLUG]
+        therapist = await kept.get(pool, request.match_info["slug"]) if self.names_therapist else None
         booking_id = parse_uuid(request.match_info["id"], "booking") if self.names_booking else None
         if self.public:
             return Call(path_therapist=therapist, path_booking=booking_id)

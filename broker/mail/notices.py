@@ -76,7 +76,8 @@ def password_link_context(therapist_id: uuid.UUID) -> str:
 # What a new booking's messages need, read in one statement: its start, its type's reminder times
 # and whether the therapist asked to hear of bookings (`broker.mail.preferences`). The hook runs
 # under the therapist's times lock (`bookings.lock_times`), so every read here is a round trip the
-# therapist's other bookings wait for.
+# therapist's other bookings wait for: a booking's notice carries all three from its insert, and
+# this read is only for a notice that does not (one made elsewhere than `bookings.book`).
 SELECT_BOOKED = """
 SELECT b.starts_at, st.reminder_minutes, t.notify_bookings
 FROM bookings b
@@ -149,22 +150,23 @@ async def _earlier_key(conn: Executor, booking_id: uuid.UUID) -> tuple[KeyKind |
 
 
 class Hook:
-    """Turns notices into outbox rows on the change's connection."""
+    """Turns notices into the outbox rows they owe (`Notices.due` queues them on the change's connection)."""
 
     def __init__(self, sealer: Sealer, app: web.Application) -> None:
         self.sealer = sealer
         self.app = app
 
-    async def __call__(self, conn: asyncpg.Connection, notice: Notice) -> None:
+    async def __call__(self, conn: asyncpg.Connection, notice: Notice) -> list[NewMessage]:
         now = self.app[CLOCK].now()
         if notice.kind == "booking.created":
-            await self.booked(conn, notice, now)
-        elif notice.kind == "booking.rescheduled":
-            await self.rescheduled(conn, notice, now)
-        elif notice.kind in ("booking.cancelled", "booking.late_cancelled", "series.cancelled"):
-            await self.cancelled(conn, notice, now)
-        elif notice.kind == "series.created":
-            await self.series_booked(conn, notice, now)
+            return await self.booked(conn, notice, now)
+        if notice.kind == "booking.rescheduled":
+            return await self.rescheduled(conn, notice, now)
+        if notice.kind in ("booking.cancelled", "booking.late_cancelled", "series.cancelled"):
+            return await self.cancelled(conn, notice, now)
+        if notice.kind == "series.created":
+            return await self.series_booked(conn, notice, now)
+        return []
 
     async def _therapist_notice(
         self, conn: Executor, notice: Notice, event: str, now: dt.datetime, notify: bool | None = None, **fields: Any
@@ -179,11 +181,14 @@ class Hook:
         payload = {"event": event, "bookings": [str(b) for b in notice.booking_ids]}
         return [_email(THERAPIST_NOTICE, "therapist", notice.therapist_id, now, payload=payload, **fields)]
 
-    async def booked(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> None:
+    async def booked(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> list[NewMessage]:
         [booking_id] = notice.booking_ids
-        row = await conn.fetchrow(SELECT_BOOKED, booking_id)
-        assert row is not None  # made in this very transaction
-        booking = record_to(_Booked, row)
+        if notice.start is not None and notice.reminder_minutes is not None and notice.notify_therapist is not None:
+            booking = _Booked(notice.start, list(notice.reminder_minutes), notice.notify_therapist)
+        else:
+            row = await conn.fetchrow(SELECT_BOOKED, booking_id)
+            assert row is not None  # made in this very transaction
+            booking = record_to(_Booked, row)
         sealed = None
         if notice.secret is not None:
             sealed = self.sealer.seal_text(notice.secret, key_context("booking", booking_id))
@@ -211,9 +216,9 @@ class Hook:
                 conn, notice, "booked", now, notify=booking.notify_bookings, booking_id=booking_id
             ),
         ]
-        await outbox.enqueue(conn, queued, now)
+        return queued
 
-    async def rescheduled(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> None:
+    async def rescheduled(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> list[NewMessage]:
         [booking_id] = notice.booking_ids
         booking = await bookings.get(conn, booking_id)
         session_type = await session_types.get(conn, booking.session_type_id)
@@ -241,12 +246,12 @@ class Hook:
                 series_id=booking.series_id,
             ),
         ]
-        await outbox.enqueue(conn, queued, now)
+        return queued
 
-    async def cancelled(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> None:
+    async def cancelled(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> list[NewMessage]:
         ids = list(notice.booking_ids)
         if not ids:
-            return
+            return []
         key, sealed, _ = await _earlier_key(conn, ids[0])
         await outbox.withdraw(conn, ids, [REMINDER])
         event = {"booking.late_cancelled": "late_cancelled", "series.cancelled": "series_cancelled"}.get(
@@ -266,12 +271,12 @@ class Hook:
             ),
             *await self._therapist_notice(conn, notice, event, now, booking_id=single, series_id=notice.series_id),
         ]
-        await outbox.enqueue(conn, queued, now)
+        return queued
 
-    async def series_booked(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> None:
+    async def series_booked(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> list[NewMessage]:
         series_id = notice.series_id
         if series_id is None or not notice.booking_ids:
-            return
+            return []
         sealed = None
         if notice.secret is not None:
             sealed = self.sealer.seal_text(notice.secret, key_context("series", series_id))
@@ -304,7 +309,7 @@ class Hook:
                 series_id=series_id,
             )
         queued += await self._therapist_notice(conn, notice, "series_booked", now, series_id=series_id)
-        await outbox.enqueue(conn, queued, now)
+        return queued
 
 
 async def queue_password_link(

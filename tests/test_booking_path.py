@@ -1,0 +1,120 @@
+"""What the booking path keeps or does early to stay quick, shown still right (issue 13, speed).
+
+A node keeps therapists by slug and answers an Idempotency-Key's claim with the answer it expects;
+a new booking's notice carries what its insert returned and the hooks' messages are queued in one
+statement. Each test here would fail if one of those shortcuts gave a wrong answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from broker.clock import Clock
+from broker.errors import NotFound
+from broker.notices import NOTICES, Notice
+from broker.outbox import NewMessage
+from broker.therapists import BySlug
+from tests.support import Api, next_grid_start
+
+
+async def test_a_changed_duration_under_the_kept_rules_is_what_the_key_replays(
+    api: Api, clock: Clock, db: asyncpg.Connection
+) -> None:
+    therapist, st = await api.ready_therapist()
+    first = next_grid_start(clock.now() + dt.timedelta(days=2), 60)
+    status, _ = await api.book(therapist, st, first.isoformat())  # this node now keeps the rules
+    assert status == 201
+    # Another node (here: SQL) shortens the session; the kept rules predict a 50-minute answer.
+    await db.execute("UPDATE session_types SET duration_minutes = 40 WHERE id = $1", uuid.UUID(st["id"]))
+    later = first + dt.timedelta(days=1)
+    headers = {"Idempotency-Key": "kept-rules-changed"}
+    status, made = await api.book(therapist, st, later.isoformat(), headers=headers)
+    assert status == 201, made
+    assert dt.datetime.fromisoformat(made["end"]) - later == dt.timedelta(minutes=40)
+    status, replayed = await api.book(therapist, st, later.isoformat(), headers=headers)
+    assert (status, replayed) == (201, made)
+    ends = await db.fetch("SELECT ends_at - starts_at AS length FROM bookings WHERE starts_at = $1", later)
+    assert [r["length"] for r in ends] == [dt.timedelta(minutes=40)]
+
+
+async def test_a_keyed_booking_on_kept_rules_replays_its_answer_and_a_lost_slot_replays_409(api: Api) -> None:
+    therapist, st = await api.ready_therapist()
+    start = next_grid_start(dt.datetime.now(dt.UTC) + dt.timedelta(days=2), 60).isoformat()
+    assert (await api.book(therapist, st, next_grid_start(dt.datetime.now(dt.UTC), 60).isoformat()))[0] == 201
+    status, made = await api.book(therapist, st, start, headers={"Idempotency-Key": "first"})
+    assert status == 201
+    assert await api.book(therapist, st, start, headers={"Idempotency-Key": "first"}) == (201, made)
+    status, refused = await api.book(therapist, st, start, headers={"Idempotency-Key": "second"})
+    assert (status, refused["code"]) == (409, "slot_unavailable")
+    status, again = await api.book(therapist, st, start, headers={"Idempotency-Key": "second"})
+    assert (status, again["code"]) == (409, "slot_unavailable")
+
+
+class Owing:
+    """A hook that owes one message per notice (due in a month: no worker sends it meanwhile) and
+    keeps the notices it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[Notice] = []
+
+    async def __call__(self, conn: asyncpg.Connection, notice: Notice) -> list[NewMessage]:
+        self.seen.append(notice)
+        return [
+            NewMessage(
+                channel="email",
+                kind="test.owed",
+                recipient="therapist",
+                due_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=30),
+                therapist_id=notice.therapist_id,
+                booking_id=notice.booking_ids[0],
+            )
+        ]
+
+
+async def test_the_messages_a_hook_returns_are_queued_with_the_booking_and_its_notice_carries_the_insert(
+    api: Api, clock: Clock, server: TestServer, db: asyncpg.Connection
+) -> None:
+    hook = Owing()
+    server.app[NOTICES].hooks.append(hook)
+    therapist, st = await api.ready_therapist(reminder_minutes=[120, 30])
+    start = next_grid_start(clock.now() + dt.timedelta(days=2), 60)
+    status, made = await api.book(therapist, st, start.isoformat())
+    assert status == 201
+    assert (await api.book(therapist, st, start.isoformat()))[0] == 409
+    owed = await db.fetch("SELECT booking_id FROM outbox WHERE kind = 'test.owed'")
+    assert [r["booking_id"] for r in owed] == [uuid.UUID(made["id"])]
+    [notice] = hook.seen
+    assert (notice.start, notice.end) == (start, start + dt.timedelta(minutes=50))
+    assert notice.reminder_minutes == (120, 30)
+    assert notice.notify_therapist is not None and notice.listeners == ()
+    assert notice.secret == made["booking_key"]
+
+
+async def test_a_therapist_kept_by_slug_is_read_again_after_its_time_and_an_unknown_slug_is_never_kept(
+    api: Api, db: asyncpg.Connection
+) -> None:
+    now = [0.0]
+    kept = BySlug(seconds=60.0, clock=lambda: now[0])
+    with pytest.raises(NotFound):
+        await kept.get(db, "dr-not-yet")
+    therapist = await api.therapist(slug="dr-not-yet")
+    assert (await kept.get(db, "dr-not-yet")).id == uuid.UUID(therapist["id"])
+    await db.execute("UPDATE therapists SET name = 'Dr Renamed' WHERE slug = 'dr-not-yet'")
+    now[0] = 59.0
+    assert (await kept.get(db, "dr-not-yet")).name == therapist["name"]
+    now[0] = 60.0
+    assert (await kept.get(db, "dr-not-yet")).name == "Dr Renamed"
+
+
+async def test_the_least_recently_used_therapist_goes_first(api: Api, db: asyncpg.Connection) -> None:
+    kept = BySlug(entries=2)
+    slugs = [(await api.therapist())["slug"] for _ in range(3)]
+    for slug in slugs:
+        await kept.get(db, slug)
+    await db.execute("UPDATE therapists SET name = 'Changed' WHERE slug = ANY($1)", slugs)
+    assert (await kept.get(db, slugs[2])).name != "Changed"
+    assert (await kept.get(db, slugs[0])).name == "Changed"  # it was dropped, so read again
