@@ -142,9 +142,20 @@ class World:
             "GET", f"/api/v1/therapists/{therapist['slug']}/clients", token=therapist["api_token"]
         )
         assert status == 200, clients
+        status, licence = await api.call(
+            "POST",
+            f"/api/v1/therapists/{therapist['slug']}/licences",
+            token=therapist["api_token"],
+            json={"jurisdiction": "DE", "kind": "Psychotherapeut", "number": "L-1"},
+        )
+        assert status == 201, licence
         status, doc = await api.call("GET", "/api/v1/openapi.json")
         assert status == 200, doc
         ids = {
+            # Named path parameters other than {slug} and {id}: real values, so the body is what is judged.
+            "licence_id": licence["id"],
+            "instrument": "phq9",
+            "template": "reminder",
             "slug": therapist["slug"],
             "bookings": booking["id"],
             "series": series["id"],
@@ -158,6 +169,7 @@ class World:
             "therapistToken": therapist["api_token"],
             # Shaped like a link's secret: the body is read before the link is looked up.
             "passwordLink": credentials.new_secret(credentials.INVITE_LINK),
+            "bookingKey": booking["booking_key"],
         }
         return cls(api, doc, ids, tokens)
 
@@ -168,11 +180,12 @@ class World:
                 if "requestBody" not in op:
                     continue
                 path = re.sub(r"(\w[\w-]*)/\{id\}", lambda m: f"{m[1]}/{self.ids[m[1]]}", template)
-                yield method.upper(), path.replace("{slug}", self.ids["slug"]), op
+                path = re.sub(r"\{(\w+)\}", lambda m: self.ids[m[1]], path)
+                yield method.upper(), path, op
 
     def credential(self, op: dict[str, Any]) -> str | None:
         offered = [name for scheme in op["security"] for name in scheme]
-        for name in ("adminToken", "therapistToken", "passwordLink"):
+        for name in ("adminToken", "therapistToken", "passwordLink", "bookingKey"):
             if name in offered:
                 return self.tokens[name]
         assert not offered, f"no credential for {offered}"
@@ -277,7 +290,18 @@ class TextField:
 
 
 # A value for each kind of string the API declares; a new pattern without one fails below, by name.
-SAMPLES = ["Ada", "a@example.org", "EUR", "60.00", "09:00", "+49 30 1234", "dr-sample", "https://example.org/x.ics"]
+SAMPLES = [
+    "Ada",
+    "a@example.org",
+    "EUR",
+    "DE",
+    "DE-BE",
+    "60.00",
+    "09:00",
+    "+49 30 1234",
+    "dr-sample",
+    "https://example.org/x.ics",
+]
 
 
 def text_sample(schema: dict[str, Any]) -> str:
