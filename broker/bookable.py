@@ -55,11 +55,30 @@ async def read(conn: Executor, therapist_id: uuid.UUID, therapist_zone: str, raw
 
 
 class Kept:
-    """The last read of each therapist's session types on this node; the least recently used go first."""
+    """The last read of each therapist's session types on this node; the least recently used go first.
+
+    It also remembers the therapists whose last booking here found no busy calendar of theirs
+    (`without_calendars`): their next booking skips the busy-calendar query, and its insert makes
+    sure there is still none (`bookings.INSERT_CHECKED`)."""
 
     def __init__(self, entries: int = KEPT_ENTRIES) -> None:
         self.entries = entries
         self._kept: collections.OrderedDict[tuple[uuid.UUID, str], Bookable] = collections.OrderedDict()
+        self._no_calendars: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
+
+    def without_calendars(self, therapist_id: uuid.UUID) -> bool:
+        """Whether this therapist had no busy calendar at their last booking on this node."""
+        return therapist_id in self._no_calendars
+
+    def calendars_seen(self, therapist_id: uuid.UUID, any_calendar: bool) -> None:
+        """Note what a booking's insert found: whether the therapist has a busy calendar."""
+        if any_calendar:
+            self._no_calendars.pop(therapist_id, None)
+            return
+        self._no_calendars[therapist_id] = None
+        self._no_calendars.move_to_end(therapist_id)
+        while len(self._no_calendars) > self.entries:
+            self._no_calendars.popitem(last=False)
 
     def get(self, therapist_id: uuid.UUID, raw_type: str) -> Bookable | None:
         found = self._kept.get((therapist_id, raw_type))

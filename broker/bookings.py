@@ -33,6 +33,7 @@ from broker import (
     audit,
     availability,
     bookable,
+    busy_calendars,
     clients,
     credentials,
     idempotency,
@@ -77,7 +78,10 @@ FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 # therapist's hours last changed at $26. With the row it writes the booking's audit row (actor
 # $27, $28: `booking.created`), and answers what the notice hooks would otherwise read under the
 # lock: the type's reminder minutes, whether the therapist asked to hear of bookings, and the
-# webhook endpoints that listen. No row answered: nothing was inserted (the rules changed).
+# webhook endpoints that listen. When the booking skipped the busy-calendar query ($29 false: this
+# node saw no calendar of the therapist's last time), it inserts only if there is still none, and
+# it answers whether there is one (for the node's next booking). No row answered: nothing was
+# inserted (the rules changed, or a calendar appeared).
 INSERT_CHECKED = f"""
 WITH made AS (
     INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
@@ -91,12 +95,14 @@ WITH made AS (
           AND (st.duration_minutes, st.buffer_before_minutes, st.buffer_after_minutes, st.min_notice_minutes,
                st.horizon_days, st.slot_interval_minutes) = ($20, $21, $22, $23, $24, $25)
     ) AND (SELECT a.updated_at FROM availability a WHERE a.therapist_id = $2) IS NOT DISTINCT FROM $26
+      AND ($29 OR NOT {busy_calendars.HAS_CALENDARS})
     RETURNING id, therapist_id
 ), logged AS (
     INSERT INTO audit_events (actor_kind, actor_id, action, booking_id, therapist_id)
     SELECT $27, $28, 'booking.created', made.id, made.therapist_id FROM made
 )
-SELECT st.reminder_minutes, t.notify_bookings, {webhooks.LISTENER_IDS} AS listeners
+SELECT st.reminder_minutes, t.notify_bookings, {webhooks.LISTENER_IDS} AS listeners,
+       {busy_calendars.HAS_CALENDARS} AS any_calendar
 FROM made JOIN session_types st ON st.id = $3 JOIN therapists t ON t.id = $2
 """  # noqa: S608 (two constants of ours, no input: the values are $n parameters)
 # How many times a booking reads its rules afresh when they keep changing under it.
@@ -263,6 +269,7 @@ class _Inserted(msgspec.Struct, frozen=True):
     reminder_minutes: list[int]
     notify_bookings: bool
     listeners: list[uuid.UUID]
+    any_calendar: bool
 
 
 _OFFER_REASONS = {
@@ -509,16 +516,25 @@ async def book(
         current = await offering(conn, current, is_fresh)
         await licences.check_booking(conn, therapist.id, where, [session_day])  # `refuse`: not_licensed_there
         client = await _client(conn, therapist, body)
+        # The stored busy calendars are the only source there is; a therapist with none (at their
+        # last booking here, and still, as the insert makes sure) needs no query for them.
+        skip = kept.without_calendars(therapist.id) and all(s is busy_calendars.stored_busy for s in sources)
         for _ in range(CHECKED_TRIES):
             made, blocked = _new(booking_id, booking_key, current.session_type.rules, body)
             # Busy time from other calendars only we know of; other bookings are the constraint's.
-            await check_elsewhere(conn, therapist.id, blocked, sources)
+            if not skip:
+                await check_elsewhere(conn, therapist.id, blocked, sources)
             row = _row(made, blocked, therapist, current.session_type, body, client.id, None)
             actor = (PUBLIC_CLIENT.kind, PUBLIC_CLIENT.actor_id)
-            inserted = await conn.fetchrow(INSERT_CHECKED, *row, *current.compared(), *actor)
+            inserted = await conn.fetchrow(INSERT_CHECKED, *row, *current.compared(), *actor, not skip)
             if inserted is not None:
-                return made, record_to(_Inserted, inserted)
-            current = await offering(conn, await fresh(conn), True)  # they changed since this node read them
+                facts = record_to(_Inserted, inserted)
+                kept.calendars_seen(therapist.id, facts.any_calendar)
+                return made, facts
+            # The rules changed since this node read them, or a calendar appeared: read and check both.
+            skip = False
+            kept.calendars_seen(therapist.id, True)
+            current = await offering(conn, await fresh(conn), True)
         raise slot_taken()
 
     async def make(conn: asyncpg.Connection) -> tuple[NewBooking, bytes]:

@@ -80,6 +80,10 @@ INSERT INTO busy_events (calendar_id, therapist_id, span)
 SELECT $1, $2, tstzrange(s, e) FROM unnest($3::timestamptz[], $4::timestamptz[]) AS u(s, e)
 """
 SELECT_BUSY = "SELECT lower(span) AS start, upper(span) AS end FROM busy_events WHERE therapist_id = $1 AND span && $2"
+# Whether the therapist `$2` has any calendar, as an expression another statement can carry: a new
+# booking's insert (`broker.bookings.INSERT_CHECKED`) answers it, and refuses to insert when the
+# booking skipped `stored_busy` because this node saw no calendar last time and one exists now.
+HAS_CALENDARS = "EXISTS (SELECT FROM busy_calendars bc WHERE bc.therapist_id = $2)"
 
 # Set when a therapist changes their list, so this node's refresher fetches new addresses at once;
 # whoever starts `worker_ctx` creates it.

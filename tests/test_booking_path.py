@@ -118,3 +118,32 @@ async def test_the_least_recently_used_therapist_goes_first(api: Api, db: asyncp
     await db.execute("UPDATE therapists SET name = 'Changed' WHERE slug = ANY($1)", slugs)
     assert (await kept.get(db, slugs[2])).name != "Changed"
     assert (await kept.get(db, slugs[0])).name == "Changed"  # it was dropped, so read again
+
+
+async def test_a_calendar_added_elsewhere_after_a_booking_here_still_blocks_its_time(
+    api: Api, clock: Clock, db: asyncpg.Connection
+) -> None:
+    therapist, st = await api.ready_therapist()
+    first = next_grid_start(clock.now() + dt.timedelta(days=2), 60)
+    assert (await api.book(therapist, st, first.isoformat()))[0] == 201  # this node saw no calendar
+    # Another node stores a busy calendar (the refresher's work, here SQL) holding a later hour.
+    busy = first + dt.timedelta(days=1)
+    calendar_id, therapist_id = uuid.uuid4(), uuid.UUID(therapist["id"])
+    await db.execute(
+        "INSERT INTO busy_calendars (id, therapist_id, position, url, next_fetch_at)"
+        " VALUES ($1, $2, 0, 'https://calendar.invalid/busy.ics', now() + interval '1 day')",
+        calendar_id,
+        therapist_id,
+    )
+    await db.execute(
+        "INSERT INTO busy_events (calendar_id, therapist_id, span) VALUES ($1, $2, tstzrange($3, $4))",
+        calendar_id,
+        therapist_id,
+        busy,
+        busy + dt.timedelta(hours=1),
+    )
+    status, refused = await api.book(therapist, st, busy.isoformat())
+    assert (status, refused["code"]) == (409, "slot_unavailable")
+    assert (await api.book(therapist, st, (busy + dt.timedelta(hours=2)).isoformat()))[0] == 201
+    status, refused = await api.book(therapist, st, busy.isoformat())  # now known here: checked first
+    assert (status, refused["code"]) == (409, "slot_unavailable")
