@@ -10,11 +10,14 @@ aiosmtplib loop sending the same messages to the same kind of server, as a ratio
 3. The reference: the very bytes the server received, sent again by bare aiosmtplib over the same
    number of connections (16, the worker's concurrency), to a fresh aiosmtpd.
 
-It also measures the duplicate window: for each message, the time from the SMTP server's
+It prints the delivering node's CPU time per email (from the first message's arrival to the
+last's) and measures the duplicate window: for each message, the time from the SMTP server's
 acceptance to the `delivered_at` our node recorded (a node killed inside that window sends the
 message again from another node).
 
     python -m bench.outbox [--messages 10000]
+    BENCH_PROFILE=/tmp/outbox.prof python -m bench.outbox   # cProfile the delivering node
+    BENCH_PYSPY=/tmp/outbox.txt python -m bench.outbox      # py-spy samples of it, once it is up
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import base64
 import datetime as dt
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -90,6 +94,15 @@ def start_node(tmp: Path, name: str, url: str, smtp_port: int, poll: int) -> tup
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"node {name} did not become ready")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 async def seed(base: str, messages: int) -> None:
@@ -173,11 +186,24 @@ async def main(messages: int) -> None:
                 before = inbox.count()
 
                 node, _ = start_node(tmp, "deliver", url, smtp_port, poll=1)
+                spy = None
+                if os.environ.get("BENCH_PYSPY"):  # sample the delivering node (collapsed stacks)
+                    out = os.environ["BENCH_PYSPY"]
+                    spy = subprocess.Popen(
+                        ["py-spy", "record", "-r", "500", "-f", "raw", "-o", out, "-p", str(node.pid)]
+                    )
                 try:
                     deadline = time.monotonic() + 600
+                    cpu_first = None  # the node's CPU seconds when the first message arrived
                     while inbox.count() < before + due and time.monotonic() < deadline:
-                        await asyncio.sleep(0.05)
+                        if cpu_first is None and inbox.count() > before:
+                            cpu_first = cpu_seconds(node.pid)
+                        await asyncio.sleep(0.01)
+                    cpu_last = cpu_seconds(node.pid)
                 finally:
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                        spy.wait(timeout=60)
                     node.terminate()
                     node.wait(timeout=30)
                 with inbox.lock:
@@ -202,6 +228,8 @@ async def main(messages: int) -> None:
             ref_seconds = await reference([raw for _, raw in ours])
             n = len(ours)
             print(f"teleroom node: {n} emails in {ours_seconds:.2f}s = {n / ours_seconds:.0f}/s")
+            if cpu_first is not None and cpu_last is not None:
+                print(f"teleroom node CPU: {(cpu_last - cpu_first) / n * 1000:.2f} ms per email (user + system)")
             print(f"bare aiosmtplib ({CONCURRENCY} connections): {n} in {ref_seconds:.2f}s = {n / ref_seconds:.0f}/s")
             print(f"ratio (teleroom / bare): {ref_seconds / ours_seconds:.2f}x")
             if windows:
