@@ -54,31 +54,42 @@ async def read(conn: Executor, therapist_id: uuid.UUID, therapist_zone: str, raw
     return Bookable(session_type, hours, changed_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """Checks a therapist's booking found nothing for: no busy calendar; no licence rule that refuses."""
+
+    calendars: bool = False
+    licences: bool = False
+
+
+NOISY = Quiet()
+
+
 class Kept:
     """The last read of each therapist's session types on this node; the least recently used go first.
 
-    It also remembers the therapists whose last booking here found no busy calendar of theirs
-    (`without_calendars`): their next booking skips the busy-calendar query, and its insert makes
-    sure there is still none (`bookings.INSERT_CHECKED`)."""
+    It also remembers what a therapist's last booking here found of the checks that mostly have
+    nothing to check (`Quiet`): no busy calendar, no licence rule that refuses. Their next booking
+    skips those queries, and its insert makes sure that is still so (`bookings.INSERT_CHECKED`)."""
 
     def __init__(self, entries: int = KEPT_ENTRIES) -> None:
         self.entries = entries
         self._kept: collections.OrderedDict[tuple[uuid.UUID, str], Bookable] = collections.OrderedDict()
-        self._no_calendars: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
+        self._quiet: collections.OrderedDict[uuid.UUID, Quiet] = collections.OrderedDict()
 
-    def without_calendars(self, therapist_id: uuid.UUID) -> bool:
-        """Whether this therapist had no busy calendar at their last booking on this node."""
-        return therapist_id in self._no_calendars
+    def quiet(self, therapist_id: uuid.UUID) -> Quiet:
+        """What this therapist's last booking on this node found nothing to check in (nothing known: NOISY)."""
+        return self._quiet.get(therapist_id, NOISY)
 
-    def calendars_seen(self, therapist_id: uuid.UUID, any_calendar: bool) -> None:
-        """Note what a booking's insert found: whether the therapist has a busy calendar."""
-        if any_calendar:
-            self._no_calendars.pop(therapist_id, None)
+    def seen(self, therapist_id: uuid.UUID, quiet: Quiet) -> None:
+        """Note what a booking's insert found for the therapist."""
+        if quiet == NOISY:
+            self._quiet.pop(therapist_id, None)
             return
-        self._no_calendars[therapist_id] = None
-        self._no_calendars.move_to_end(therapist_id)
-        while len(self._no_calendars) > self.entries:
-            self._no_calendars.popitem(last=False)
+        self._quiet[therapist_id] = quiet
+        self._quiet.move_to_end(therapist_id)
+        while len(self._quiet) > self.entries:
+            self._quiet.popitem(last=False)
 
     def get(self, therapist_id: uuid.UUID, raw_type: str) -> Bookable | None:
         found = self._kept.get((therapist_id, raw_type))

@@ -79,9 +79,9 @@ FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 # $27, $28: `booking.created`), and answers what the notice hooks would otherwise read under the
 # lock: the type's reminder minutes, whether the therapist asked to hear of bookings, and the
 # webhook endpoints that listen. When the booking skipped the busy-calendar query ($29 false: this
-# node saw no calendar of the therapist's last time), it inserts only if there is still none, and
-# it answers whether there is one (for the node's next booking). No row answered: nothing was
-# inserted (the rules changed, or a calendar appeared).
+# node saw no calendar of the therapist's last time) or the licence check ($30 false: no licence
+# rule refused), it inserts only if that is still so, and it answers both (for the node's next
+# booking). No row answered: nothing was inserted (the rules changed, or a check has work now).
 INSERT_CHECKED = f"""
 WITH made AS (
     INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
@@ -95,14 +95,14 @@ WITH made AS (
           AND (st.duration_minutes, st.buffer_before_minutes, st.buffer_after_minutes, st.min_notice_minutes,
                st.horizon_days, st.slot_interval_minutes) = ($20, $21, $22, $23, $24, $25)
     ) AND (SELECT a.updated_at FROM availability a WHERE a.therapist_id = $2) IS NOT DISTINCT FROM $26
-      AND ($29 OR NOT {busy_calendars.HAS_CALENDARS})
+      AND ($29 OR NOT {busy_calendars.HAS_CALENDARS}) AND ($30 OR NOT {licences.REFUSES})
     RETURNING id, therapist_id
 ), logged AS (
     INSERT INTO audit_events (actor_kind, actor_id, action, booking_id, therapist_id)
     SELECT $27, $28, 'booking.created', made.id, made.therapist_id FROM made
 )
 SELECT st.reminder_minutes, t.notify_bookings, {webhooks.LISTENER_IDS} AS listeners,
-       {busy_calendars.HAS_CALENDARS} AS any_calendar
+       {busy_calendars.HAS_CALENDARS} AS any_calendar, {licences.REFUSES} AS licences_refuse
 FROM made JOIN session_types st ON st.id = $3 JOIN therapists t ON t.id = $2
 """  # noqa: S608 (two constants of ours, no input: the values are $n parameters)
 # How many times a booking reads its rules afresh when they keep changing under it.
@@ -270,6 +270,7 @@ class _Inserted(msgspec.Struct, frozen=True):
     notify_bookings: bool
     listeners: list[uuid.UUID]
     any_calendar: bool
+    licences_refuse: bool
 
 
 _OFFER_REASONS = {
@@ -514,26 +515,33 @@ async def book(
         found = kept.get(therapist.id, body.session_type)
         current, is_fresh = (found, False) if found is not None else (await fresh(conn), True)
         current = await offering(conn, current, is_fresh)
-        await licences.check_booking(conn, therapist.id, where, [session_day])  # `refuse`: not_licensed_there
+        # What this therapist's last booking here had nothing to check in (and, as the insert makes
+        # sure, still has not) needs no query: busy calendars (the only busy source there is) and
+        # a licence rule that refuses.
+        quiet = kept.quiet(therapist.id)
+        skip_calendars = quiet.calendars and all(s is busy_calendars.stored_busy for s in sources)
+        if not quiet.licences:
+            await licences.check_booking(conn, therapist.id, where, [session_day])  # `refuse`: not_licensed_there
         client = await _client(conn, therapist, body)
-        # The stored busy calendars are the only source there is; a therapist with none (at their
-        # last booking here, and still, as the insert makes sure) needs no query for them.
-        skip = kept.without_calendars(therapist.id) and all(s is busy_calendars.stored_busy for s in sources)
         for _ in range(CHECKED_TRIES):
             made, blocked = _new(booking_id, booking_key, current.session_type.rules, body)
             # Busy time from other calendars only we know of; other bookings are the constraint's.
-            if not skip:
+            if not skip_calendars:
                 await check_elsewhere(conn, therapist.id, blocked, sources)
             row = _row(made, blocked, therapist, current.session_type, body, client.id, None)
             actor = (PUBLIC_CLIENT.kind, PUBLIC_CLIENT.actor_id)
-            inserted = await conn.fetchrow(INSERT_CHECKED, *row, *current.compared(), *actor, not skip)
+            checked = (not skip_calendars, not quiet.licences)
+            inserted = await conn.fetchrow(INSERT_CHECKED, *row, *current.compared(), *actor, *checked)
             if inserted is not None:
                 facts = record_to(_Inserted, inserted)
-                kept.calendars_seen(therapist.id, facts.any_calendar)
+                kept.seen(therapist.id, bookable.Quiet(not facts.any_calendar, not facts.licences_refuse))
                 return made, facts
-            # The rules changed since this node read them, or a calendar appeared: read and check both.
-            skip = False
-            kept.calendars_seen(therapist.id, True)
+            # The rules changed since this node read them, or a skipped check has work now: read
+            # the rules afresh and run every check.
+            if quiet.licences:
+                await licences.check_booking(conn, therapist.id, where, [session_day])
+            skip_calendars, quiet = False, bookable.NOISY
+            kept.seen(therapist.id, quiet)
             current = await offering(conn, await fresh(conn), True)
         raise slot_taken()
 

@@ -54,6 +54,14 @@ FROM (SELECT $1::uuid AS therapist_id) t
 LEFT JOIN safety_settings s ON s.therapist_id = t.therapist_id
 LEFT JOIN licences l ON l.therapist_id = t.therapist_id AND s.licence_check = 'refuse'
 """
+# Whether `check_booking` can refuse anything for the therapist `$2` (their setting is `refuse` and
+# they hold a licence), as an expression another statement can carry: a new booking's insert
+# (`broker.bookings.INSERT_CHECKED`) answers it, and refuses to insert when the booking skipped
+# `check_booking` because this node saw it false last time and it is true now.
+REFUSES = """EXISTS (
+    SELECT FROM safety_settings s JOIN licences l ON l.therapist_id = s.therapist_id
+    WHERE s.therapist_id = $2 AND s.licence_check = 'refuse'
+)"""
 MAX_LICENCES = 200
 
 

@@ -147,3 +147,23 @@ async def test_a_calendar_added_elsewhere_after_a_booking_here_still_blocks_its_
     assert (await api.book(therapist, st, (busy + dt.timedelta(hours=2)).isoformat()))[0] == 201
     status, refused = await api.book(therapist, st, busy.isoformat())  # now known here: checked first
     assert (status, refused["code"]) == (409, "slot_unavailable")
+
+
+async def test_a_licence_rule_set_elsewhere_after_a_booking_here_still_refuses(
+    api: Api, clock: Clock, db: asyncpg.Connection
+) -> None:
+    therapist, st = await api.ready_therapist()
+    first = next_grid_start(clock.now() + dt.timedelta(days=2), 60)
+    assert (await api.book(therapist, st, first.isoformat()))[0] == 201  # no rule that refuses, seen here
+    # Another node records a licence and turns on `refuse` (here: SQL).
+    therapist_id = uuid.UUID(therapist["id"])
+    await db.execute(
+        "INSERT INTO licences (id, therapist_id, jurisdiction, kind, number) VALUES ($1, $2, 'DE', 'Psych', '1')",
+        uuid.uuid4(),
+        therapist_id,
+    )
+    await db.execute("INSERT INTO safety_settings (therapist_id, licence_check) VALUES ($1, 'refuse')", therapist_id)
+    later = (first + dt.timedelta(days=1)).isoformat()
+    status, refused = await api.book(therapist, st, later)  # the client names no place
+    assert (status, refused["code"]) == (422, "location_required")
+    assert await db.fetchval("SELECT count(*) FROM bookings WHERE therapist_id = $1", therapist_id) == 1
