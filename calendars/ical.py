@@ -20,7 +20,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, Timezone, vDuration
+from icalendar import Calendar, Event, Timezone, vDuration, vText
 
 Privacy = Literal["busy", "initials", "full"]
 PRIVACY_TIERS: tuple[Privacy, ...] = ("busy", "initials", "full")
@@ -108,8 +108,8 @@ def _calendar(name: str, refresh: dt.timedelta | None) -> Calendar:
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", name)
-    cal.add("name", name)
+    cal.add("x-wr-calname", vText(name))  # TEXT values: a comma, semicolon or backslash is escaped
+    cal.add("name", vText(name))
     if refresh is not None:
         cal.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
         cal.add("x-published-ttl", vDuration(refresh))

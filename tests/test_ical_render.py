@@ -62,6 +62,12 @@ def test_feed_has_the_calendar_properties_subscribers_need() -> None:
     assert b"X-PUBLISHED-TTL:PT30M" in render_feed([], FeedInfo("Dr Grace", "busy", ORIGIN, dt.timedelta(minutes=30)))
 
 
+def test_the_calendar_name_is_escaped_text() -> None:
+    body = render_feed([], FeedInfo("Dr Smith, PhD; Clinic North", "busy", ORIGIN))
+    assert "\r\nNAME:Teleroom – Dr Smith\\, PhD\\; Clinic North\r\n".encode() in body
+    assert "\r\nX-WR-CALNAME:Teleroom – Dr Smith\\, PhD\\; Clinic North\r\n".encode() in body
+
+
 def test_event_times_are_utc_and_stamps_are_the_bookings_last_change() -> None:
     (event,) = parse(render_feed([booking(sequence=3)], FeedInfo("Dr", "busy", ORIGIN))).walk("VEVENT")
     assert event.decoded("DTSTART") == dt.datetime(2026, 3, 28, 23, 30, tzinfo=dt.UTC)
