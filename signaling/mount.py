@@ -10,6 +10,7 @@ from aiohttp import web
 from broker import ice, room_access
 from broker.clock import CLOCK
 from broker.database import DATABASE_URL, POOL
+from broker.metrics import METRICS
 from broker.notices import NOTICES
 from broker.settings import SETTINGS, Settings
 from broker.tokens import RoomClaims
@@ -64,9 +65,26 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await hub.start()
     app[HUB] = hub
+    measure(app, hub)
     yield
     await hub.close_all()
     await hub.close()
+
+
+def measure(app: web.Application, hub: Hub) -> None:
+    """This node's sockets and rooms as gauges read at scrape time, and the relay's lag."""
+    metrics = app[METRICS]
+    metrics.gauge(
+        "teleroom_signaling_sockets",
+        "Signaling sockets open on this node.",
+        lambda: sum(len(room.conns) for room in hub.rooms.values()),
+    )
+    metrics.gauge("teleroom_signaling_rooms", "Rooms with a socket on this node.", lambda: len(hub.rooms))
+    lag = metrics.histogram(
+        "teleroom_signaling_relay_lag_seconds",
+        "Time a notification takes through PostgreSQL and back to this node (the relay between nodes).",
+    )
+    hub.relay.on_lag = lag.observe
 
 
 async def close_sockets(app: web.Application) -> None:

@@ -169,6 +169,9 @@ class Relay(abc.ABC):
     def __init__(self, url: str) -> None:
         self._listener: Listener | None = None
         self._listening = Listening(url)
+        # Told, every PROBE_SECONDS, how long a notification took through PostgreSQL and back
+        # (the relay's share of the delay between nodes); the metrics histogram, when set.
+        self.on_lag: Callable[[float], None] | None = None
 
     def attach(self, listener: Listener) -> None:
         self._listener = listener
@@ -228,6 +231,9 @@ WHOLE_LIMIT = 7800
 CHUNK_BYTES = 5600  # 7468 characters once base64-encoded
 PARTIAL_TTL_SECONDS = 30.0
 
+# Each node's probe of the relay path: a notification to itself, timed (metrics: relay lag).
+PROBE_CHANNEL = "teleroom_relay_probe"
+PROBE_SECONDS = 10.0
 NOTIFY_MANY = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)"
 
 
@@ -303,14 +309,35 @@ class PostgresRelay(Relay):
         self._ids = itertools.count()
         self._reassembler = Reassembler()
         self._closing = False
+        self._prober: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._listen_for_closings()
         self._publish = await asyncpg.connect(self.url)
         self._publisher = asyncio.create_task(self._run_publisher(), name="signaling-relay-publisher")
+        await self._listening.listen(PROBE_CHANNEL, self._on_probe)
+        self._prober = asyncio.create_task(self._run_prober(), name="signaling-relay-prober")
+
+    async def _run_prober(self) -> None:
+        """Send this node a probe through PostgreSQL now and then; `_on_probe` times its return."""
+        while not self._closing:
+            self._queue.append((PROBE_CHANNEL, f"{self.node} {time.monotonic()}"))
+            self._wake.set()
+            await asyncio.sleep(PROBE_SECONDS)
+
+    def _on_probe(self, conn: Any, pid: int, name: str, payload: str) -> None:
+        node, _, sent = payload.partition(" ")
+        if node != self.node or self.on_lag is None:
+            return  # another node's probe
+        with contextlib.suppress(ValueError):
+            self.on_lag(time.monotonic() - float(sent))
 
     async def close(self) -> None:
         self._closing = True
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
         if self._publisher is not None:
             self._wake.set()
             with contextlib.suppress(asyncio.CancelledError):

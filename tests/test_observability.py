@@ -4,6 +4,7 @@ request's lines to its answer."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import io
@@ -119,3 +120,29 @@ async def test_json_log_lines_carry_the_request_id_and_no_personal_data(
     assert any(line.get("request_id") == "req-12345678" for line in access), access
     assert any(line.get("request_id") == fresh for line in access)
     assert lines[-1]["message"] == "plain line" and "request_id" not in lines[-1]
+
+
+async def test_signaling_reports_sockets_rooms_and_the_relays_lag(
+    settings: Settings, clock: Clock, http: aiohttp.ClientSession
+) -> None:
+    configured = dataclasses.replace(
+        settings, port=free_port(), metrics_token=METRICS_TOKEN, signaling_relay="postgres"
+    )
+    srv = TestServer(create_app(configured, clock=clock), host="127.0.0.1", port=configured.port)
+    await srv.start_server()
+    base = f"http://127.0.0.1:{configured.port}"
+    try:
+        async with asyncio.timeout(10):  # the first probe goes out as the relay starts
+            while True:
+                status, text = await scrape(http, base, METRICS_TOKEN)
+                assert status == 200
+                probes = sample(text, "teleroom_signaling_relay_lag_seconds_count")
+                if probes:
+                    break
+                await asyncio.sleep(0.1)
+        assert sample(text, "teleroom_signaling_sockets") == 0
+        assert sample(text, "teleroom_signaling_rooms") == 0
+        lag = sample(text, "teleroom_signaling_relay_lag_seconds_sum")
+        assert lag is not None and 0 < lag < 5
+    finally:
+        await srv.close()
