@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +73,13 @@ class Figures:
     def latency_ms(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def print_table(first_column: str, figures: Iterable[Figures]) -> None:
+    """Rate, p50, p99 and server CPU per booking, a row per server (bench.cluster, bench.workers)."""
+    print(f"{first_column:<12} {'bookings/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/booking':>15}")
+    for f in figures:
+        print(f"{f.name:<12} {f.rate:>11.0f} {f.latency_ms(0.5):>8.1f} {f.latency_ms(0.99):>8.1f} {f.cpu_ms:>15.2f}")
 
 
 async def drive(

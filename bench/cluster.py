@@ -34,7 +34,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.booking import Figures, cpu_seconds, drive
+from bench.booking import Figures, cpu_seconds, drive, print_table
 from bench.harness import ADMIN, Service
 from bench.served import free_port, fresh_database
 from tests.nginx_support import SHIPPED, render
@@ -180,9 +180,7 @@ async def main() -> None:
         f"\n{args.bookings} bookings per round through nginx (TLS), {args.rounds} rounds, "
         f"concurrency {args.concurrency}, {os.cpu_count()} CPUs"
     )
-    print(f"{'behind nginx':<12} {'bookings/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/booking':>15}")
-    for f in figures.values():
-        print(f"{f.name:<12} {f.rate:>11.0f} {f.latency_ms(0.5):>8.1f} {f.latency_ms(0.99):>8.1f} {f.cpu_ms:>15.2f}")
+    print_table("behind nginx", figures.values())
     print(f"{NODES} nodes / 1 node: {figures[NODES].rate / figures[1].rate:.2f}x")
 
 

