@@ -2,7 +2,7 @@
 
 Reading both costs a booking two round trips, and they change seldom. A node keeps the last read
 for each therapist and session type, and never trusts it alone: the booking's insert repeats the
-comparison inside PostgreSQL (`bookings.INSERT_CHECKED`: the type still active with the same
+comparison inside PostgreSQL (`bookings.BOOK`: the type still active with the same
 rules, the hours still of the same `updated_at`) and inserts nothing if either changed, whichever
 node changed it; the booking then reads them afresh and tries again. Nor is a time refused on kept
 rules: a time they do not offer is checked against a fresh read before the answer says so.
@@ -33,8 +33,9 @@ class Bookable:
     hours: Availability
     hours_changed_at: dt.datetime | None  # None: the therapist has published no hours
 
-    def compared(self) -> tuple[int, int, int, int, int, int, dt.datetime | None]:
-        """What the insert compares with the rows: the type's rules and when the hours last changed."""
+    def compared(self) -> tuple[int, int, int, int, int, int, dt.datetime | None, list[int]]:
+        """What the insert compares with the rows: the type's rules, when the hours last changed, and
+        the type's reminder minutes (which its messages were made with)."""
         st = self.session_type
         return (
             st.duration_minutes,
@@ -44,6 +45,7 @@ class Bookable:
             st.horizon_days,
             st.slot_interval_minutes,
             self.hours_changed_at,
+            st.reminder_minutes,
         )
 
 
@@ -65,17 +67,42 @@ class Quiet:
 NOISY = Quiet()
 
 
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who hears of a therapist's new booking besides the client: whether the therapist asked to
+    (`notify_bookings`), and the webhook endpoints that listen (`webhooks.LISTENER_IDS`, in order)."""
+
+    notify_bookings: bool
+    listeners: tuple[uuid.UUID, ...]
+
+
 class Kept:
     """The last read of each therapist's session types on this node; the least recently used go first.
 
     It also remembers what a therapist's last booking here found of the checks that mostly have
-    nothing to check (`Quiet`): no busy calendar, no licence rule that refuses. Their next booking
-    skips those queries, and its insert makes sure that is still so (`bookings.INSERT_CHECKED`)."""
+    nothing to check (`Quiet`): no busy calendar, no licence rule that refuses; and who heard of it
+    (`Audience`). Their next booking skips those queries, and its statement makes sure that is
+    still so (`bookings.BOOK`)."""
 
     def __init__(self, entries: int = KEPT_ENTRIES) -> None:
         self.entries = entries
         self._kept: collections.OrderedDict[tuple[uuid.UUID, str], Bookable] = collections.OrderedDict()
         self._quiet: collections.OrderedDict[uuid.UUID, Quiet] = collections.OrderedDict()
+        self._audience: collections.OrderedDict[uuid.UUID, Audience] = collections.OrderedDict()
+
+    def audience(self, therapist_id: uuid.UUID) -> Audience | None:
+        """Who heard of this therapist's last booking on this node (None: not known here)."""
+        return self._audience.get(therapist_id)
+
+    def heard(self, therapist_id: uuid.UUID, audience: Audience | None) -> None:
+        """Note who hears of the therapist's bookings (None: forget it, it changed)."""
+        if audience is None:
+            self._audience.pop(therapist_id, None)
+            return
+        self._audience[therapist_id] = audience
+        self._audience.move_to_end(therapist_id)
+        while len(self._audience) > self.entries:
+            self._audience.popitem(last=False)
 
     def quiet(self, therapist_id: uuid.UUID) -> Quiet:
         """What this therapist's last booking on this node found nothing to check in (nothing known: NOISY)."""

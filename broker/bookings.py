@@ -8,11 +8,12 @@ instead of meeting inside the constraint: two uncommitted overlapping inserts ea
 other there, which PostgreSQL breaks as a deadlock only after `deadlock_timeout`.
 
 Since the lock serialises one therapist's bookings until each commits, a new booking does all it
-can before taking it (its session type, the rules, busy time from other calendars, its client
-record) and takes it in the insert itself (`INSERT_CHECKED`), which also writes its audit row and
-returns what the notice hooks need (`broker.notices`): under the lock there is that statement,
-one outbox insert and the commit. It does not look for other bookings in its way first: the
-constraint refuses an overlap as surely, and that query would run under the lock.
+can before taking it (its session type, the rules, busy time from other calendars, the messages
+its notice owes, `broker.notices`) and then writes everything in one statement that takes the
+lock (`BOOK`): the client record, the booking, their audit rows and the messages. Without an
+Idempotency-Key that statement is the whole transaction, so the lock is held for one statement and
+no round trip. It does not look for other bookings in its way first: the constraint refuses an
+overlap as surely, and that query would run under the lock.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from broker import (
     credentials,
     idempotency,
     licences,
+    outbox,
     places,
     policies,
     schemas,
@@ -73,38 +75,70 @@ INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blo
 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18, $19
 FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 """
-# INSERT_LOCKED, inserting nothing unless what the booking was checked against is still what is
-# stored (`broker.bookable`): its session type active with the same rules ($20-$25), and the
-# therapist's hours last changed at $26. With the row it writes the booking's audit row (actor
-# $27, $28: `booking.created`), and answers what the notice hooks would otherwise read under the
-# lock: the type's reminder minutes, whether the therapist asked to hear of bookings, and the
-# webhook endpoints that listen. When the booking skipped the busy-calendar query ($29 false: this
-# node saw no calendar of the therapist's last time) or the licence check ($30 false: no licence
-# rule refused), it inserts only if that is still so, and it answers both (for the node's next
-# booking). No row answered: nothing was inserted (the rules changed, or a check has work now).
-INSERT_CHECKED = f"""
-WITH made AS (
-    INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
-        client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
-        series_id, series_index, client_country, client_region)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18, $19
-    FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
+# A public booking in one statement (so without a transaction round trip of its own): it takes
+# the therapist's times lock (see `lock_times`), then writes the client record, the booking, their
+# audit rows and the outbox messages the booking's notice hooks made beforehand, or nothing.
+#
+# It writes only if what the booking was checked against and told about is still what is stored
+# (`broker.bookable`): the session type active with the same rules ($20-$25) and reminder minutes
+# ($27), the therapist's hours last changed at $26, their notice setting ($32) and the webhook
+# endpoints that listen ($33). When the booking skipped the busy-calendar query ($30 false: this
+# node saw no calendar of the therapist's last time) or the licence check ($31 false: no licence
+# rule refused), it writes only if that is still so, and it answers both for the node's next
+# booking. No row answered: nothing was written (something changed, or a check has work now).
+#
+# The client record ($13 is the id a new one gets) is matched by email as `clients.match_or_create`
+# does: an existing one keeps its name and notes, an empty phone or location is filled and
+# confidential messages are turned on if asked ($34). It is written after the lock, as every writer
+# of a client record does (`lock_times`), and with DO UPDATE, which finds a client committed after
+# this statement's snapshot was taken, as it may be by a booking this one waited for. The actor is
+# $28, $29; the messages' columns are $35-$46 (`outbox.columns`).
+BOOK = f"""
+WITH allowed AS (
+    SELECT FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
     WHERE EXISTS (
         SELECT FROM session_types st
         WHERE st.id = $3 AND st.therapist_id = $2 AND st.active
           AND (st.duration_minutes, st.buffer_before_minutes, st.buffer_after_minutes, st.min_notice_minutes,
                st.horizon_days, st.slot_interval_minutes) = ($20, $21, $22, $23, $24, $25)
+          AND st.reminder_minutes = $27::int[]
     ) AND (SELECT a.updated_at FROM availability a WHERE a.therapist_id = $2) IS NOT DISTINCT FROM $26
-      AND ($29 OR NOT {busy_calendars.HAS_CALENDARS}) AND ($30 OR NOT {licences.REFUSES})
+      AND ($30 OR NOT {busy_calendars.HAS_CALENDARS}) AND ($31 OR NOT {licences.REFUSES})
+      AND (SELECT t.notify_bookings FROM therapists t WHERE t.id = $2) = $32
+      AND {webhooks.LISTENER_IDS} = $33::uuid[]
+), client AS (
+    INSERT INTO clients AS c (id, therapist_id, name, email, phone, location, confidential_messages)
+    SELECT $13, $2, $7, $8, $9, $12, $34 FROM allowed
+    ON CONFLICT (therapist_id, lower(email)) DO UPDATE SET
+        phone = coalesce(c.phone, excluded.phone),
+        location = coalesce(c.location, excluded.location),
+        confidential_messages = c.confidential_messages OR excluded.confidential_messages,
+        updated_at = CASE
+            WHEN (c.phone IS NULL AND excluded.phone IS NOT NULL)
+              OR (c.location IS NULL AND excluded.location IS NOT NULL)
+              OR (excluded.confidential_messages AND NOT c.confidential_messages)
+            THEN now() ELSE c.updated_at END
+    RETURNING c.id, c.xmax = 0 AS created
+), client_logged AS (
+    INSERT INTO audit_events (actor_kind, actor_id, action, therapist_id, client_id)
+    SELECT $28, $29, 'client.created', $2, client.id FROM client WHERE client.created
+), made AS (
+    INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blocked,
+        client_name, client_email, client_phone, client_timezone, key_hash, client_location, client_id,
+        series_id, series_index, client_country, client_region)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, client.id, $14, $15, $18, $19 FROM client
     RETURNING id, therapist_id
 ), logged AS (
     INSERT INTO audit_events (actor_kind, actor_id, action, booking_id, therapist_id)
-    SELECT $27, $28, 'booking.created', made.id, made.therapist_id FROM made
+    SELECT $28, $29, 'booking.created', made.id, made.therapist_id FROM made
+), queued AS (
+    INSERT INTO outbox ({outbox.COLUMNS})
+    SELECT m.* FROM made, {outbox.unnest_messages(35)} AS m
 )
-SELECT st.reminder_minutes, t.notify_bookings, {webhooks.LISTENER_IDS} AS listeners,
-       {busy_calendars.HAS_CALENDARS} AS any_calendar, {licences.REFUSES} AS licences_refuse
-FROM made JOIN session_types st ON st.id = $3 JOIN therapists t ON t.id = $2
-"""  # noqa: S608 (two constants of ours, no input: the values are $n parameters)
+SELECT {busy_calendars.HAS_CALENDARS} AS any_calendar, {licences.REFUSES} AS licences_refuse FROM made
+"""  # noqa: S608 (constants of ours, no input: the values are $n parameters)
+# Who hears of a therapist's new bookings (`bookable.Audience`), for a node that does not know yet.
+SELECT_AUDIENCE = f"SELECT t.notify_bookings, {webhooks.LISTENER_IDS_OF.format(therapist='t.id')} AS listeners FROM therapists t WHERE t.id = $1"  # noqa: S608, E501
 # How many times a booking reads its rules afresh when they keep changing under it.
 CHECKED_TRIES = 3
 # A booking with what `Booking` carries of its session type, therapist and cancellation policy.
@@ -263,14 +297,22 @@ class NewBooking(msgspec.Struct, frozen=True):
     key: str
 
 
-class _Inserted(msgspec.Struct, frozen=True):
-    """What INSERT_CHECKED answers for the notice of the booking it made."""
+class _Booked(msgspec.Struct, frozen=True):
+    """What BOOK answers for the therapist's next booking on this node."""
 
-    reminder_minutes: list[int]
-    notify_bookings: bool
-    listeners: list[uuid.UUID]
     any_calendar: bool
     licences_refuse: bool
+
+
+class _Audience(msgspec.Struct, frozen=True):
+    notify_bookings: bool
+    listeners: list[uuid.UUID]
+
+
+async def audience(conn: Executor, therapist_id: uuid.UUID) -> bookable.Audience:
+    """Who hears of the therapist's new bookings, read now."""
+    row = record_to(_Audience, await conn.fetchrow(SELECT_AUDIENCE, therapist_id))
+    return bookable.Audience(row.notify_bookings, tuple(row.listeners))
 
 
 _OFFER_REASONS = {
@@ -294,13 +336,13 @@ async def lock_times(conn: Executor, therapist_id: uuid.UUID) -> None:
     """Hold until the transaction ends the right to add or move this therapist's bookings.
 
     A series or a move takes it before its busy check, so the check sees every booking committed
-    before it; a single booking takes it in its insert (INSERT_CHECKED). Either way no insert waits
+    before it; a single booking takes it in its one statement (BOOK). Either way no insert waits
     on another uncommitted one: contention is a queue, never a deadlock. Two
     therapists whose ids share a 32-bit prefix merely queue together. Needs a transaction.
 
-    Whatever another booking's transaction may be holding while it waits for this lock (a new
-    client record) is written before taking it, by a booking and a series alike: a holder that
-    waited for such a row would close a cycle."""
+    A therapist's client records are written under it too, by a booking and a series alike: had
+    one taken the lock after writing a new client record, a holder of the lock that met that
+    uncommitted record would wait for it, and close a cycle."""
     await conn.execute(LOCK_TIMES, TIMES_LOCK_NAMESPACE, _times_key(therapist_id))
 
 
@@ -477,17 +519,19 @@ async def book(
     notices: Notices = SILENT,
     kept: bookable.Kept | None = None,
 ) -> tuple[NewBooking, bytes] | idempotency.Replay:
-    """Book a time on the public page, in one transaction with its Idempotency-Key.
+    """Book a time on the public page; with an Idempotency-Key, in one transaction with the key.
 
     `answer` and `refusal` encode what the caller is told; with an Idempotency-Key that answer is
     kept (sealed, see `broker.idempotency`) so a retry with the same key and body gets it back, a
     taken slot included. Returns the new booking and its encoded answer, or the replayed answer.
 
-    The session type's rules and the therapist's hours come from `kept` when this node has read
-    them before (`broker.bookable`); the insert itself makes sure they are still the stored ones.
-    The client record is written first, then the row and its audit row with INSERT_CHECKED, which
-    takes `lock_times` and answers what the notice needs: under the lock there is that statement,
-    the notices' one outbox insert and the commit."""
+    Everything the booking is checked against and the notice hooks need (the session type's rules
+    and reminder minutes, the therapist's hours, who hears of bookings) comes from `kept` when this
+    node has read it before (`broker.bookable`), and the hooks make the booking's messages before
+    anything is written. One statement (`BOOK`) then takes the therapist's times lock and writes
+    the client record, the booking, their audit rows and the messages, provided all that is still
+    what is stored; without a key it needs no transaction around it, so the lock is held for that
+    statement alone."""
     key = idempotency.check_key(idempotency_key)
     if body.client_timezone is not None:
         zone(body.client_timezone, "client_timezone")
@@ -496,6 +540,7 @@ async def book(
     kept = kept or bookable.Kept(0)
     booking_id = uuid.uuid4()
     booking_key = credentials.new_secret(credentials.BOOKING_KEY)
+    actor = (PUBLIC_CLIENT.kind, PUBLIC_CLIENT.actor_id)
 
     async def fresh(conn: asyncpg.Connection) -> bookable.Bookable:
         return await bookable.read(conn, therapist.id, therapist.timezone, body.session_type)
@@ -511,37 +556,53 @@ async def book(
         kept.put(therapist.id, body.session_type, current)
         return current
 
-    async def insert(conn: asyncpg.Connection) -> tuple[NewBooking, _Inserted]:
+    async def insert(conn: asyncpg.Connection) -> NewBooking:
         found = kept.get(therapist.id, body.session_type)
         current, is_fresh = (found, False) if found is not None else (await fresh(conn), True)
         current = await offering(conn, current, is_fresh)
-        # What this therapist's last booking here had nothing to check in (and, as the insert makes
+        heard = kept.audience(therapist.id) or await audience(conn, therapist.id)
+        # What this therapist's last booking here had nothing to check in (and, as BOOK makes
         # sure, still has not) needs no query: busy calendars (the only busy source there is) and
         # a licence rule that refuses.
         quiet = kept.quiet(therapist.id)
         skip_calendars = quiet.calendars and all(s is busy_calendars.stored_busy for s in sources)
         if not quiet.licences:
             await licences.check_booking(conn, therapist.id, where, [session_day])  # `refuse`: not_licensed_there
-        client = await _client(conn, therapist, body)
         for _ in range(CHECKED_TRIES):
             made, blocked = _new(booking_id, booking_key, current.session_type.rules, body)
             # Busy time from other calendars only we know of; other bookings are the constraint's.
             if not skip_calendars:
                 await check_elsewhere(conn, therapist.id, blocked, sources)
-            row = _row(made, blocked, therapist, current.session_type, body, client.id, None)
-            actor = (PUBLIC_CLIENT.kind, PUBLIC_CLIENT.actor_id)
+            notice = Notice(
+                "booking.created",
+                therapist.id,
+                (made.id,),
+                by="client",
+                secret=made.key,
+                start=made.start,
+                end=made.end,
+                reminder_minutes=tuple(current.session_type.reminder_minutes),
+                notify_therapist=heard.notify_bookings,
+                listeners=heard.listeners,
+            )
+            messages = outbox.columns(await notices.owed(conn, notice), notices.now())
+            row = _row(made, blocked, therapist, current.session_type, body, uuid.uuid4(), None)
             checked = (not skip_calendars, not quiet.licences)
-            inserted = await conn.fetchrow(INSERT_CHECKED, *row, *current.compared(), *actor, *checked)
-            if inserted is not None:
-                facts = record_to(_Inserted, inserted)
+            told = (heard.notify_bookings, list(heard.listeners), body.confidential_messages)
+            booked = await conn.fetchrow(BOOK, *row, *current.compared(), *actor, *checked, *told, *messages)
+            if booked is not None:
+                facts = record_to(_Booked, booked)
                 kept.seen(therapist.id, bookable.Quiet(not facts.any_calendar, not facts.licences_refuse))
-                return made, facts
-            # The rules changed since this node read them, or a skipped check has work now: read
-            # the rules afresh and run every check.
+                kept.heard(therapist.id, heard)
+                return made
+            # Something changed since this node read it, or a skipped check has work now: read
+            # everything afresh and run every check.
             if quiet.licences:
                 await licences.check_booking(conn, therapist.id, where, [session_day])
             skip_calendars, quiet = False, bookable.NOISY
             kept.seen(therapist.id, quiet)
+            heard = await audience(conn, therapist.id)
+            kept.heard(therapist.id, None)
             current = await offering(conn, await fresh(conn), True)
         raise slot_taken()
 
@@ -549,24 +610,11 @@ async def book(
         try:
             if key is not None:  # a savepoint: the refusal kept for the key outlives a lost slot
                 async with conn.transaction():
-                    booking, facts = await insert(conn)
+                    booking = await insert(conn)
             else:
-                booking, facts = await insert(conn)
+                booking = await insert(conn)
         except asyncpg.ExclusionViolationError:
             raise slot_taken() from None
-        notice = Notice(
-            "booking.created",
-            therapist.id,
-            (booking.id,),
-            by="client",
-            secret=booking.key,
-            start=booking.start,
-            end=booking.end,
-            reminder_minutes=tuple(facts.reminder_minutes),
-            notify_therapist=facts.notify_bookings,
-            listeners=tuple(facts.listeners),
-        )
-        await notices.due(conn, notice)
         return booking, answer(booking)
 
     request_hash = b"" if key is None else hashlib.sha256(msgspec.json.encode(body)).digest()
@@ -574,7 +622,7 @@ async def book(
     known = None if key is None else kept.get(therapist.id, body.session_type)
     if known is not None:  # the answer, should the kept rules hold: stored with the key's claim
         expected = answer(_new(booking_id, booking_key, known.session_type.rules, body)[0])
-    return await idempotency.once(pool, therapist.id, key, request_hash, make, refusal, expected)
+    return await idempotency.once(pool, therapist.id, key, request_hash, make, refusal, expected, atomic=True)
 
 
 async def for_key(conn: Executor, key: str) -> BookingRef | None:

@@ -81,7 +81,7 @@ SELECT $1, $2, tstzrange(s, e) FROM unnest($3::timestamptz[], $4::timestamptz[])
 """
 SELECT_BUSY = "SELECT lower(span) AS start, upper(span) AS end FROM busy_events WHERE therapist_id = $1 AND span && $2"
 # Whether the therapist `$2` has any calendar, as an expression another statement can carry: a new
-# booking's insert (`broker.bookings.INSERT_CHECKED`) answers it, and refuses to insert when the
+# booking's insert (`broker.bookings.BOOK`) answers it, and refuses to insert when the
 # booking skipped `stored_busy` because this node saw no calendar last time and one exists now.
 HAS_CALENDARS = "EXISTS (SELECT FROM busy_calendars bc WHERE bc.therapist_id = $2)"
 

@@ -123,6 +123,8 @@ async def once(
     make: Callable[[asyncpg.Connection], Awaitable[tuple[T, bytes]]],
     refusal: Callable[[TeleroomError], bytes],
     expected: bytes | None = None,
+    *,
+    atomic: bool = False,
 ) -> tuple[T, bytes] | Replay:
     """Run `make` (which returns what it made and its encoded answer) in one transaction under an
     Idempotency-Key: a retry with the same key and body gets the first answer back.
@@ -130,8 +132,13 @@ async def once(
     A `Conflict` is a first answer too (the time was taken): its encoding (`refusal`) is stored and
     committed before the error is raised, so the retry hears the same. `make` rolls back its own
     writes on a conflict (a savepoint), so nothing else of a refused request stays behind.
-    `expected`: the answer `make` is expected to encode, stored with the claim (see the module)."""
+    `expected`: the answer `make` is expected to encode, stored with the claim (see the module).
+    `atomic`: `make` writes in one statement (or a transaction of its own), so a request without a
+    key runs it on a plain connection and spares the BEGIN and COMMIT round trips."""
     key = check_key(raw_key)
+    if key is None and atomic:
+        async with pool.acquire() as conn:
+            return await make(conn)
     refused: Conflict | None = None
     async with pool.acquire() as conn, conn.transaction():
         if key is not None:

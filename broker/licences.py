@@ -56,7 +56,7 @@ LEFT JOIN licences l ON l.therapist_id = t.therapist_id AND s.licence_check = 'r
 """
 # Whether `check_booking` can refuse anything for the therapist `$2` (their setting is `refuse` and
 # they hold a licence), as an expression another statement can carry: a new booking's insert
-# (`broker.bookings.INSERT_CHECKED`) answers it, and refuses to insert when the booking skipped
+# (`broker.bookings.BOOK`) answers it, and refuses to insert when the booking skipped
 # `check_booking` because this node saw it false last time and it is true now.
 REFUSES = """EXISTS (
     SELECT FROM safety_settings s JOIN licences l ON l.therapist_id = s.therapist_id

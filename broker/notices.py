@@ -6,12 +6,12 @@ a hook writes (the outbox of the issue "Reaching people") commits or rolls back 
 announced that did not happen, and nothing that happened goes unannounced. A notice carries ids and
 the kind of change; a hook reads what it may reveal from the records themselves.
 
-A new booking's notice also carries what its insert already knew or returned (its times, its
-type's reminder minutes, whether the therapist asked to hear of bookings, which webhook endpoints
-listen), because that change holds the therapist's times lock (`broker.bookings.lock_times`) until
-it commits: a hook that read them again would make the therapist's other bookings wait for each
-read. For the same reason a hook returns the outbox messages it owes instead of writing them, and
-`Notices.due` writes every hook's messages in one `outbox.enqueue`, on the change's connection.
+A hook returns the outbox messages it owes instead of writing them: `Notices.due` writes every
+hook's messages in one `outbox.enqueue`, on the change's connection. A new booking goes further:
+its notice carries everything its hooks need (its times, its type's reminder minutes, whether the
+therapist asked to hear of bookings, which webhook endpoints listen), so its hooks run before it
+(`Notices.owed`) and the booking's one statement writes their messages with it
+(`broker.bookings.BOOK`), which makes sure those facts are still the stored ones.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ class Notice(msgspec.Struct, frozen=True):
     # messages that must carry the client's link; a hook seals it before storing it, and it is
     # never logged. None for every other change.
     secret: str | None = msgspec.field(default=None)
-    # What a new booking's insert knew or returned, so its hooks need not read it under the times
-    # lock; None where the change did not say (a hook then reads the records). `start` and `end`
-    # are the booking's (the single one of `booking_ids`); `listeners` the enabled webhook
-    # endpoints subscribed to this kind (`broker.webhooks.LISTENER_IDS`), read in that statement.
+    # What a new booking knows before it is written (its statement makes sure it is still so), so
+    # its hooks read nothing; None where the change did not say (a hook then reads the records).
+    # `start` and `end` are the booking's (the single one of `booking_ids`); `listeners` the
+    # enabled webhook endpoints subscribed to this kind (`broker.webhooks.LISTENER_IDS`).
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     reminder_minutes: tuple[int, ...] | None = None
@@ -82,13 +82,18 @@ class Notices:
         self.hooks: list[NoticeHook] = []
         self.now = now
 
-    async def due(self, conn: asyncpg.Connection, notice: Notice) -> None:
-        """Run every hook, then queue all their messages in one statement (none: no statement)."""
+    async def owed(self, conn: asyncpg.Connection, notice: Notice) -> list[NewMessage]:
+        """Every hook's messages for a notice, not yet queued: for a change that queues them itself."""
         queued: list[NewMessage] = []
         for hook in self.hooks:
             owed = await hook(conn, notice)
             if owed:
                 queued.extend(owed)
+        return queued
+
+    async def due(self, conn: asyncpg.Connection, notice: Notice) -> None:
+        """Run every hook, then queue all their messages in one statement (none: no statement)."""
+        queued = await self.owed(conn, notice)
         if queued:
             await outbox.enqueue(conn, queued, self.now())
 

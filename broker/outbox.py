@@ -54,12 +54,20 @@ FIRST_RETRY = dt.timedelta(seconds=30)
 LONGEST_RETRY = dt.timedelta(hours=6)
 MAX_ERROR_CHARS = 300
 
-INSERT_MESSAGES = """
-INSERT INTO outbox (id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoint_id, payload,
-                    sealed, due_at, created_at)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::uuid[],
-                     $8::uuid[], $9::jsonb[], $10::bytea[], $11::timestamptz[], $12::timestamptz[])
-"""
+# A message's columns, and their types, in the order `columns` passes them.
+COLUMNS = "id, channel, kind, recipient, therapist_id, booking_id, series_id, endpoint_id, payload, sealed, due_at"
+COLUMNS += ", created_at"
+_TYPES: tuple[str, ...] = ("uuid", "text", "text", "text", "uuid", "uuid", "uuid", "uuid", "jsonb", "bytea")
+_TYPES += ("timestamptz", "timestamptz")
+
+
+def unnest_messages(first: int) -> str:
+    """SQL for the rows of `columns(...)` passed as the parameters from $first on: one per message."""
+    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(_TYPES))
+    return f"unnest({arrays})"
+
+
+INSERT_MESSAGES = f"INSERT INTO outbox ({COLUMNS}) SELECT * FROM {unnest_messages(1)}"  # noqa: S608 (constants)
 CLAIM_DUE = """
 UPDATE outbox o SET lease_until = clock_timestamp() + $2::interval, attempts = o.attempts + 1, last_attempt_at = $1
 FROM (
@@ -200,15 +208,10 @@ def _json(payload: Mapping[str, Any]) -> str:
     return msgspec.json.encode(payload).decode()
 
 
-async def enqueue(conn: Executor, messages: Iterable[NewMessage], now: dt.datetime) -> list[uuid.UUID]:
-    """Queue messages on the caller's connection (inside the change's transaction). Returns their ids."""
-    batch = list(messages)
-    if not batch:
-        return []
-    ids = [uuid.uuid4() for _ in batch]
-    await conn.execute(
-        INSERT_MESSAGES,
-        ids,
+def columns(batch: Sequence[NewMessage], now: dt.datetime) -> tuple[list[Any], ...]:
+    """The parameters of `unnest_messages`: one array per column, each message under a new id, created `now`."""
+    return (
+        [uuid.uuid4() for _ in batch],
         [m.channel for m in batch],
         [m.kind for m in batch],
         [m.recipient for m in batch],
@@ -221,6 +224,16 @@ async def enqueue(conn: Executor, messages: Iterable[NewMessage], now: dt.dateti
         [m.due_at for m in batch],
         [now] * len(batch),
     )
+
+
+async def enqueue(conn: Executor, messages: Iterable[NewMessage], now: dt.datetime) -> list[uuid.UUID]:
+    """Queue messages on the caller's connection (inside the change's transaction). Returns their ids."""
+    batch = list(messages)
+    if not batch:
+        return []
+    arrays = columns(batch, now)
+    await conn.execute(INSERT_MESSAGES, *arrays)
+    ids: list[uuid.UUID] = arrays[0]
     return ids
 
 

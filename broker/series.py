@@ -330,9 +330,10 @@ async def book(
 
     async def make(conn: asyncpg.Connection) -> tuple[NewSeries, bytes]:
         async with conn.transaction():  # a savepoint: a refused series leaves no row behind
-            # The client record before the times lock, as a single booking makes it: no transaction
-            # holding the lock then waits for another's uncommitted new client (which may be waiting
-            # for the lock), so the lock cannot close a deadlock.
+            # The times lock before the client record, as a single booking takes them
+            # (`bookings.BOOK`): whoever writes a therapist's client record holds that therapist's
+            # lock, so no holder of the lock can wait for another's uncommitted new client.
+            await bookings.lock_times(conn, therapist.id)
             record = await clients.match_or_create(
                 conn,
                 therapist.id,
@@ -344,7 +345,6 @@ async def book(
             )
             if not waive_limits:  # the client books on the public page: the therapist's licence rule applies
                 await licences.check_booking(conn, therapist.id, where, _dates(therapist, request))
-            await bookings.lock_times(conn, therapist.id)  # before the plan reads what is busy
             made = await _create(
                 conn, therapist, session_type, request, client, record, actor, now, sources, waive_limits
             )

@@ -94,13 +94,15 @@ SELECT id FROM webhook_endpoints
 WHERE enabled AND (therapist_id = $1 OR therapist_id IS NULL) AND $2 = ANY(events)
 ORDER BY id
 """
-# The same question as an expression another statement can carry (`broker.bookings` puts it in a new
-# booking's insert, which runs under the therapist's times lock, so the hook needs no read of its
-# own there): the ids of the endpoints that hear of `booking.created` for the therapist `$2`.
-LISTENER_IDS = """(
-    SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}') FROM webhook_endpoints w
-    WHERE w.enabled AND (w.therapist_id = $2 OR w.therapist_id IS NULL) AND 'booking.created' = ANY(w.events)
+# The same question as an expression another statement can carry, for the therapist whose id is
+# `therapist` (an SQL expression): the ids of the endpoints that hear of `booking.created`, in
+# order. `broker.bookings` reads it with a therapist's other booking facts, and a booking's one
+# statement compares it with what the booking's hooks were told (`BOOK`).
+LISTENER_IDS_OF = """(
+    SELECT coalesce(array_agg(w.id ORDER BY w.id), '{{}}') FROM webhook_endpoints w
+    WHERE w.enabled AND (w.therapist_id = {therapist} OR w.therapist_id IS NULL) AND 'booking.created' = ANY(w.events)
 )"""
+LISTENER_IDS = LISTENER_IDS_OF.format(therapist="$2")
 # The payload's view of bookings: ids, times and statuses; no column that names or reaches a person.
 SELECT_BOOKING_TIMES = """
 SELECT id, starts_at, ends_at, status FROM bookings WHERE id = ANY($1::uuid[]) ORDER BY starts_at, id

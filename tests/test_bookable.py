@@ -41,6 +41,6 @@ def test_kept_rules_drop_the_least_recently_used_beyond_their_bound() -> None:
     assert kept.get(a, "t") is not None and kept.get(c, "t") is not None
 
 
-def test_what_the_insert_compares_is_the_rules_and_when_the_hours_changed() -> None:
+def test_what_the_insert_compares_is_the_rules_when_the_hours_changed_and_the_reminders() -> None:
     kept = _bookable(uuid.uuid4())
-    assert kept.compared() == (50, 0, 10, 0, 60, 60, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    assert kept.compared() == (50, 0, 10, 0, 60, 60, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), [1440, 60])

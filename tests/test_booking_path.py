@@ -1,8 +1,9 @@
 """What the booking path keeps or does early to stay quick, shown still right (issue 13, speed).
 
 A node keeps therapists by slug and answers an Idempotency-Key's claim with the answer it expects;
-a new booking's notice carries what its insert returned and the hooks' messages are queued in one
-statement. Each test here would fail if one of those shortcuts gave a wrong answer."""
+a new booking's notice carries what this node knows of the therapist and the hooks' messages are
+written by the booking's one statement, which makes sure that knowledge still holds. Each test
+here would fail if one of those shortcuts gave a wrong answer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import datetime as dt
 import uuid
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -85,9 +87,12 @@ async def test_the_messages_a_hook_returns_are_queued_with_the_booking_and_its_n
     status, made = await api.book(therapist, st, start.isoformat())
     assert status == 201
     assert (await api.book(therapist, st, start.isoformat()))[0] == 409
+    # The hooks run before the booking is written; the refused booking's messages were never queued.
     owed = await db.fetch("SELECT booking_id FROM outbox WHERE kind = 'test.owed'")
     assert [r["booking_id"] for r in owed] == [uuid.UUID(made["id"])]
-    [notice] = hook.seen
+    notice, refused = hook.seen
+    assert refused.booking_ids != notice.booking_ids
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE booking_id = $1", refused.booking_ids[0]) == 0
     assert (notice.start, notice.end) == (start, start + dt.timedelta(minutes=50))
     assert notice.reminder_minutes == (120, 30)
     assert notice.notify_therapist is not None and notice.listeners == ()
@@ -167,3 +172,43 @@ async def test_a_licence_rule_set_elsewhere_after_a_booking_here_still_refuses(
     status, refused = await api.book(therapist, st, later)  # the client names no place
     assert (status, refused["code"]) == (422, "location_required")
     assert await db.fetchval("SELECT count(*) FROM bookings WHERE therapist_id = $1", therapist_id) == 1
+
+
+async def test_who_hears_and_when_changed_elsewhere_after_a_booking_here_is_what_the_next_booking_tells(
+    api: Api, clock: Clock, db: asyncpg.Connection
+) -> None:
+    """This node keeps the reminder minutes, the notice setting and the listening endpoints from its
+    last booking; changed by another node (here: SQL), the next booking's messages follow the store."""
+    therapist, st = await api.ready_therapist(reminder_minutes=[120])
+    therapist_id = uuid.UUID(therapist["id"])
+    first = next_grid_start(clock.now() + dt.timedelta(days=2), 60)
+    status, made = await api.book(therapist, st, first.isoformat())
+    assert status == 201
+
+    async def told(booking_id: str) -> list[tuple[str, str, object]]:
+        rows = await db.fetch(
+            "SELECT channel, kind, payload->'minutes' AS minutes FROM outbox WHERE booking_id = $1"
+            " ORDER BY channel, kind, minutes",
+            uuid.UUID(booking_id),
+        )
+        return [(r["channel"], r["kind"], r["minutes"]) for r in rows]
+
+    assert await told(made["id"]) == [("email", "client.confirmation", None), ("email", "client.reminder", "120")]
+    await db.execute("UPDATE therapists SET notify_bookings = true WHERE id = $1", therapist_id)
+    await db.execute("UPDATE session_types SET reminder_minutes = '{45}' WHERE id = $1", uuid.UUID(st["id"]))
+    await db.execute(
+        "INSERT INTO webhook_endpoints (id, therapist_id, url, events, secret_sealed)"
+        " VALUES ($1, $2, 'https://hooks.example.org/in', '{booking.created}', '\\x00')",
+        uuid.uuid4(),
+        therapist_id,
+    )
+    status, later = await api.book(therapist, st, (first + dt.timedelta(days=1)).isoformat())
+    assert status == 201
+    assert await told(later["id"]) == [
+        ("email", "client.confirmation", None),
+        ("email", "client.reminder", "45"),
+        ("email", "therapist.notice", None),
+    ]
+    # A webhook message names its bookings in its payload alone.
+    hooked = await db.fetch("SELECT payload FROM outbox WHERE channel = 'webhook' AND therapist_id = $1", therapist_id)
+    assert [later["id"]] == [b["id"] for r in hooked for b in msgspec.json.decode(r["payload"])["data"]["bookings"]]

@@ -55,13 +55,18 @@ async def test_a_booking_its_move_and_its_cancellation_each_call_the_hook_inside
         ("booking.rescheduled", "client"),
         ("booking.cancelled", "therapist"),
     ]
-    assert all(in_transaction for _, in_transaction in recorder.seen)
+    # A move and a cancellation call it in their transaction; a new booking calls it before its one
+    # statement (`bookings.BOOK`), with all a hook needs, and that statement writes what it returns.
+    (created, before), *changes = recorder.seen
+    assert not before and all(in_transaction for _, in_transaction in changes)
+    assert None not in (created.start, created.end, created.reminder_minutes, created.notify_therapist)
+    assert created.listeners is not None
     assert {n.booking_ids for n, _ in recorder.seen} == {(uuid.UUID(booking["id"]),)}
     assert {n.therapist_id for n, _ in recorder.seen} == {uuid.UUID(therapist["id"])}
 
 
 async def test_a_refused_booking_and_a_repeated_cancel_announce_nothing(
-    api: Api, clock: Clock, recorder: Recorder
+    api: Api, clock: Clock, recorder: Recorder, db: asyncpg.Connection
 ) -> None:
     therapist, session_type = await api.ready_therapist()
     start = next_grid_start(clock.now() + dt.timedelta(days=2), 60).isoformat()
@@ -71,7 +76,15 @@ async def test_a_refused_booking_and_a_repeated_cancel_announce_nothing(
     for _ in range(2):
         status, _ = await api.call("POST", f"/api/v1/bookings/{booking['id']}/cancel", token=booking["booking_key"])
         assert status == 200
-    assert recorder.kinds() == [("booking.created", "client"), ("booking.cancelled", "client")]
+    # The refused booking's hooks ran before it was refused; nothing they made was written.
+    assert recorder.kinds() == [
+        ("booking.created", "client"),
+        ("booking.created", "client"),
+        ("booking.cancelled", "client"),
+    ]
+    refused = recorder.seen[1][0].booking_ids[0]
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE booking_id = $1", refused) == 0
+    assert await db.fetchval("SELECT count(*) FROM bookings WHERE id = $1", refused) == 0
 
 
 async def test_a_hook_that_fails_undoes_the_change_it_was_called_for(
