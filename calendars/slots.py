@@ -445,9 +445,19 @@ def is_offered(
     day = local.date()
     minute = local.hour * 60 + local.minute
     end = start + timedelta(minutes=rules.duration)
+    local_end = end.astimezone(tz)
     for iv in availability.intervals_on(day):
         if iv.start <= minute < iv.end and (minute - iv.start) % rules.step == 0:
-            if resolve_wall(day, iv.start, tz) <= start and within_availability(availability, Span(start, end)):
+            # A session that ends inside the same interval of the same day, with no change of
+            # offset on the way, is within availability without assembling the days around it.
+            inside = (
+                local_end.date() == day
+                and local_end.utcoffset() == local.utcoffset()
+                and local_end.hour * 60 + local_end.minute <= iv.end
+            )
+            if resolve_wall(day, iv.start, tz) <= start and (
+                inside or within_availability(availability, Span(start, end))
+            ):
                 merged = merge_spans(busy)
                 return not _collides(rules.blocked(start), merged, [sp.start for sp in merged])
     return False
