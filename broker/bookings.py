@@ -85,7 +85,7 @@ FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 # endpoints that listen ($33). When the booking skipped the busy-calendar query ($30 false: this
 # node saw no calendar of the therapist's last time) or the licence check ($31 false: no licence
 # rule refused), it writes only if that is still so, and it answers both for the node's next
-# booking. No row answered: nothing was written (something changed, or a check has work now).
+# booking. `made` false: nothing was written (something changed, or a check has work now).
 #
 # The client record ($13 is the id a new one gets) is matched by email as `clients.match_or_create`
 # does: an existing one keeps its name and notes, an empty phone or location is filled and
@@ -135,8 +135,17 @@ WITH allowed AS (
     INSERT INTO outbox ({outbox.COLUMNS})
     SELECT m.* FROM made, {outbox.unnest_messages(35)} AS m
 )
-SELECT {busy_calendars.HAS_CALENDARS} AS any_calendar, {licences.REFUSES} AS licences_refuse FROM made
+SELECT EXISTS (SELECT FROM made) AS made,
+       {busy_calendars.HAS_CALENDARS} AS any_calendar, {licences.REFUSES} AS licences_refuse
 """  # noqa: S608 (constants of ours, no input: the values are $n parameters)
+# BOOK with an Idempotency-Key: after the lock it claims the key ($47-$49:
+# `idempotency.claim_values`) with the booking's answer, and writes the rest only if it claimed it.
+BOOK_KEYED = BOOK.replace(
+    "), client AS (",
+    "), claimed AS ("
+    + idempotency.CLAIM_FROM.format(scope="$2", values=("$47", "$48", "$49"), source="allowed")
+    + "), client AS (",
+).replace("$34 FROM allowed", "$34 FROM claimed")
 # Who hears of a therapist's new bookings (`bookable.Audience`), for a node that does not know yet.
 SELECT_AUDIENCE = f"SELECT t.notify_bookings, {webhooks.LISTENER_IDS_OF.format(therapist='t.id')} AS listeners FROM therapists t WHERE t.id = $1"  # noqa: S608, E501
 # How many times a booking reads its rules afresh when they keep changing under it.
@@ -298,8 +307,10 @@ class NewBooking(msgspec.Struct, frozen=True):
 
 
 class _Booked(msgspec.Struct, frozen=True):
-    """What BOOK answers for the therapist's next booking on this node."""
+    """What BOOK answers: whether it wrote the booking, and for the therapist's next booking on
+    this node, what the checks it may skip found."""
 
+    made: bool
     any_calendar: bool
     licences_refuse: bool
 
@@ -556,7 +567,10 @@ async def book(
         kept.put(therapist.id, body.session_type, current)
         return current
 
-    async def insert(conn: asyncpg.Connection) -> NewBooking:
+    async def insert(conn: asyncpg.Connection, *, claim: bool = False) -> tuple[NewBooking, bytes] | None:
+        """Write the booking in one statement, reading afresh and trying again if something changed;
+        with `claim`, the statement also claims the Idempotency-Key (BOOK_KEYED), and None says it
+        wrote nothing: the key was claimed before or something changed (the caller decides)."""
         found = kept.get(therapist.id, body.session_type)
         current, is_fresh = (found, False) if found is not None else (await fresh(conn), True)
         current = await offering(conn, current, is_fresh)
@@ -589,20 +603,28 @@ async def book(
             row = _row(made, blocked, therapist, current.session_type, body, uuid.uuid4(), None)
             checked = (not skip_calendars, not quiet.licences)
             told = (heard.notify_bookings, list(heard.listeners), body.confidential_messages)
-            booked = await conn.fetchrow(BOOK, *row, *current.compared(), *actor, *checked, *told, *messages)
-            if booked is not None:
-                facts = record_to(_Booked, booked)
-                kept.seen(therapist.id, bookable.Quiet(not facts.any_calendar, not facts.licences_refuse))
+            encoded = answer(made)
+            statement, claimed = BOOK, tuple[bytes, ...]()
+            if claim and key is not None:
+                statement, claimed = BOOK_KEYED, idempotency.claim_values(therapist.id, key, request_hash, encoded)
+            booked = record_to(
+                _Booked,
+                await conn.fetchrow(statement, *row, *current.compared(), *actor, *checked, *told, *messages, *claimed),
+            )
+            if booked.made:
+                kept.seen(therapist.id, bookable.Quiet(not booked.any_calendar, not booked.licences_refuse))
                 kept.heard(therapist.id, heard)
-                return made
+                return made, encoded
             # Something changed since this node read it, or a skipped check has work now: read
             # everything afresh and run every check.
+            kept.seen(therapist.id, bookable.NOISY)
+            kept.heard(therapist.id, None)
+            if claim:
+                return None
             if quiet.licences:
                 await licences.check_booking(conn, therapist.id, where, [session_day])
             skip_calendars, quiet = False, bookable.NOISY
-            kept.seen(therapist.id, quiet)
             heard = await audience(conn, therapist.id)
-            kept.heard(therapist.id, None)
             current = await offering(conn, await fresh(conn), True)
         raise slot_taken()
 
@@ -610,19 +632,37 @@ async def book(
         try:
             if key is not None:  # a savepoint: the refusal kept for the key outlives a lost slot
                 async with conn.transaction():
-                    booking = await insert(conn)
+                    made = await insert(conn)
             else:
-                booking = await insert(conn)
+                made = await insert(conn)
         except asyncpg.ExclusionViolationError:
             raise slot_taken() from None
-        return booking, answer(booking)
+        assert made is not None  # only a claim comes back empty
+        return made
 
     request_hash = b"" if key is None else hashlib.sha256(msgspec.json.encode(body)).digest()
+    if key is not None:
+        # Most keyed requests are a first try on a free time: one statement claims the key with
+        # the answer and books. Any other (a retry, a lost or refused time, changed rules) takes
+        # the transactional path below, which replays, or keeps the refusal for the key.
+        try:
+            async with pool.acquire() as conn:
+                at_once = await insert(conn, claim=True)
+        except (asyncpg.ExclusionViolationError, Conflict):
+            at_once = None
+        if at_once is not None:
+            return at_once
     expected = None
     known = None if key is None else kept.get(therapist.id, body.session_type)
     if known is not None:  # the answer, should the kept rules hold: stored with the key's claim
         expected = answer(_new(booking_id, booking_key, known.session_type.rules, body)[0])
-    return await idempotency.once(pool, therapist.id, key, request_hash, make, refusal, expected, atomic=True)
+
+    async def lock(conn: asyncpg.Connection) -> None:
+        await lock_times(conn, therapist.id)
+
+    return await idempotency.once(
+        pool, therapist.id, key, request_hash, make, refusal, expected, atomic=True, first=lock
+    )
 
 
 async def for_key(conn: Executor, key: str) -> BookingRef | None:

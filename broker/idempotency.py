@@ -111,6 +111,23 @@ async def claim(
     return Replay(status=stored.response_status, body=body)
 
 
+def claim_values(scope: uuid.UUID, key: str, request_hash: bytes, answer: bytes) -> tuple[bytes, bytes, bytes]:
+    """What `CLAIM_FROM` stores: the key's hash, the request's, and the 201 answer sealed."""
+    return _key_hash(key), request_hash, _seal(key, scope, answer)
+
+
+# A claim with its 201 answer, as a data-modifying CTE that a statement making the change carries
+# (`broker.bookings.BOOK`): `{scope}` and `{values}` (the three of `claim_values`) are SQL
+# expressions, and it claims only if `{source}` has a row. Its RETURNING is empty when the key
+# was claimed before, by a committed request or (after waiting for it) a concurrent one.
+CLAIM_FROM = """
+    INSERT INTO idempotency_keys (therapist_id, key_hash, request_hash, response_status, response_sealed)
+    SELECT {scope}, {values[0]}, {values[1]}, 201, {values[2]} FROM {source}
+    ON CONFLICT DO NOTHING
+    RETURNING true
+"""
+
+
 async def store(conn: asyncpg.Connection, scope: uuid.UUID, key: str, status: int, body: bytes) -> None:
     await conn.execute(STORE_RESPONSE, scope, _key_hash(key), status, _seal(key, scope, body))
 
@@ -125,6 +142,7 @@ async def once(
     expected: bytes | None = None,
     *,
     atomic: bool = False,
+    first: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> tuple[T, bytes] | Replay:
     """Run `make` (which returns what it made and its encoded answer) in one transaction under an
     Idempotency-Key: a retry with the same key and body gets the first answer back.
@@ -134,13 +152,18 @@ async def once(
     writes on a conflict (a savepoint), so nothing else of a refused request stays behind.
     `expected`: the answer `make` is expected to encode, stored with the claim (see the module).
     `atomic`: `make` writes in one statement (or a transaction of its own), so a request without a
-    key runs it on a plain connection and spares the BEGIN and COMMIT round trips."""
+    key runs it on a plain connection and spares the BEGIN and COMMIT round trips.
+    `first`: what the transaction does before it claims the key: a lock that the request's change
+    takes, so that a request which claims the key in the same statement as it takes that lock
+    (`broker.bookings.BOOK_KEYED`) and this one take the two in the same order."""
     key = check_key(raw_key)
     if key is None and atomic:
         async with pool.acquire() as conn:
             return await make(conn)
     refused: Conflict | None = None
     async with pool.acquire() as conn, conn.transaction():
+        if first is not None:
+            await first(conn)
         if key is not None:
             replay = await claim(conn, scope, key, request_hash, expected)
             if replay is not None:

@@ -355,7 +355,11 @@ async def book(
         return made, answer(made)
 
     request_hash = hashlib.sha256(b"series\0" + msgspec.json.encode((_hashable(request), client))).digest()
-    return await idempotency.once(pool, therapist.id, idempotency_key, request_hash, make, refusal)
+
+    async def lock(conn: asyncpg.Connection) -> None:  # before the key's claim, as a booking takes them
+        await bookings.lock_times(conn, therapist.id)
+
+    return await idempotency.once(pool, therapist.id, idempotency_key, request_hash, make, refusal, first=lock)
 
 
 def _dates(therapist: Therapist, request: Request) -> list[dt.date]:

@@ -7,6 +7,7 @@ here would fail if one of those shortcuts gave a wrong answer."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
@@ -212,3 +213,26 @@ async def test_who_hears_and_when_changed_elsewhere_after_a_booking_here_is_what
     # A webhook message names its bookings in its payload alone.
     hooked = await db.fetch("SELECT payload FROM outbox WHERE channel = 'webhook' AND therapist_id = $1", therapist_id)
     assert [later["id"]] == [b["id"] for r in hooked for b in msgspec.json.decode(r["payload"])["data"]["bookings"]]
+
+
+async def test_one_key_sent_at_once_on_changed_rules_books_once_without_a_deadlock(
+    api: Api, clock: Clock, db: asyncpg.Connection
+) -> None:
+    """A keyed booking claims its key in its one statement after the times lock; one that finds the
+    rules changed falls back to a transaction, which takes the lock before its claim too. Sent
+    together, the same key gets one booking and one answer, and PostgreSQL counts no deadlock."""
+    therapist, st = await api.ready_therapist()
+    first = next_grid_start(clock.now() + dt.timedelta(days=2), 60)
+    assert (await api.book(therapist, st, first.isoformat()))[0] == 201  # this node keeps the rules
+    await db.execute("UPDATE session_types SET duration_minutes = 40 WHERE id = $1", uuid.UUID(st["id"]))
+    deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    before = await db.fetchval(deadlocks)
+    later = (first + dt.timedelta(days=1)).isoformat()
+    headers = {"Idempotency-Key": "sent-eight-times"}
+    answers = await asyncio.gather(*(api.book(therapist, st, later, headers=headers) for _ in range(8)))
+    assert {status for status, _ in answers} == {201}
+    assert len({made["booking_key"] for _, made in answers}) == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM bookings WHERE starts_at = $1", dt.datetime.fromisoformat(later)) == 1
+    )
+    assert await db.fetchval(deadlocks) == before
