@@ -75,6 +75,8 @@ INSERT INTO bookings (id, therapist_id, session_type_id, starts_at, ends_at, blo
 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18, $19
 FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 """
+
+
 # A public booking in one statement (so without a transaction round trip of its own): it takes
 # the therapist's times lock (see `lock_times`), then writes the client record, the booking, their
 # audit rows and the outbox messages the booking's notice hooks made beforehand, or nothing.
@@ -87,13 +89,17 @@ FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
 # rule refused), it writes only if that is still so, and it answers both for the node's next
 # booking. `made` false: nothing was written (something changed, or a check has work now).
 #
-# The client record ($13 is the id a new one gets) is matched by email as `clients.match_or_create`
-# does: an existing one keeps its name and notes, an empty phone or location is filled and
-# confidential messages are turned on if asked ($34). It is written after the lock, as every writer
-# of a client record does (`lock_times`), and with DO UPDATE, which finds a client committed after
-# this statement's snapshot was taken, as it may be by a booking this one waited for. The actor is
-# $28, $29; the messages' columns are $35-$46 (`outbox.columns`).
-BOOK = f"""
+# The client record ($13 is the id a new one gets, $34 the wish for confidential messages) is
+# matched by email under the lock (`clients.MATCH_OR_CREATE_FROM`). The actor is $28, $29; the
+# messages' columns are $35-$46 (`outbox.columns`).
+def _book(*, keyed: bool) -> str:
+    """BOOK, or BOOK_KEYED: the same with the key's claim between the lock and the writes."""
+    claim = idempotency.CLAIM_FROM.format(scope="$2", values=("$47", "$48", "$49"), source="allowed")
+    claimed = f"claimed AS ({claim}), " if keyed else ""
+    client = clients.MATCH_OR_CREATE_FROM.format(
+        values="$13, $2, $7, $8, $9, $12, $34", source="claimed" if keyed else "allowed"
+    )
+    return f"""
 WITH allowed AS (
     SELECT FROM (SELECT pg_advisory_xact_lock($16, $17)) AS times_locked
     WHERE EXISTS (
@@ -106,19 +112,7 @@ WITH allowed AS (
       AND ($30 OR NOT {busy_calendars.HAS_CALENDARS}) AND ($31 OR NOT {licences.REFUSES})
       AND (SELECT t.notify_bookings FROM therapists t WHERE t.id = $2) = $32
       AND {webhooks.LISTENER_IDS} = $33::uuid[]
-), client AS (
-    INSERT INTO clients AS c (id, therapist_id, name, email, phone, location, confidential_messages)
-    SELECT $13, $2, $7, $8, $9, $12, $34 FROM allowed
-    ON CONFLICT (therapist_id, lower(email)) DO UPDATE SET
-        phone = coalesce(c.phone, excluded.phone),
-        location = coalesce(c.location, excluded.location),
-        confidential_messages = c.confidential_messages OR excluded.confidential_messages,
-        updated_at = CASE
-            WHEN (c.phone IS NULL AND excluded.phone IS NOT NULL)
-              OR (c.location IS NULL AND excluded.location IS NOT NULL)
-              OR (excluded.confidential_messages AND NOT c.confidential_messages)
-            THEN now() ELSE c.updated_at END
-    RETURNING c.id, c.xmax = 0 AS created
+), {claimed}client AS ({client}
 ), client_logged AS (
     INSERT INTO audit_events (actor_kind, actor_id, action, therapist_id, client_id)
     SELECT $28, $29, 'client.created', $2, client.id FROM client WHERE client.created
@@ -138,14 +132,12 @@ WITH allowed AS (
 SELECT EXISTS (SELECT FROM made) AS made,
        {busy_calendars.HAS_CALENDARS} AS any_calendar, {licences.REFUSES} AS licences_refuse
 """  # noqa: S608 (constants of ours, no input: the values are $n parameters)
-# BOOK with an Idempotency-Key: after the lock it claims the key ($47-$49:
-# `idempotency.claim_values`) with the booking's answer, and writes the rest only if it claimed it.
-BOOK_KEYED = BOOK.replace(
-    "), client AS (",
-    "), claimed AS ("
-    + idempotency.CLAIM_FROM.format(scope="$2", values=("$47", "$48", "$49"), source="allowed")
-    + "), client AS (",
-).replace("$34 FROM allowed", "$34 FROM claimed")
+
+
+BOOK = _book(keyed=False)
+# With an Idempotency-Key: after the lock it claims the key ($47-$49: `idempotency.claim_values`)
+# with the booking's answer, and writes the rest only if it claimed it.
+BOOK_KEYED = _book(keyed=True)
 # Who hears of a therapist's new bookings (`bookable.Audience`), for a node that does not know yet.
 SELECT_AUDIENCE = f"SELECT t.notify_bookings, {webhooks.LISTENER_IDS_OF.format(therapist='t.id')} AS listeners FROM therapists t WHERE t.id = $1"  # noqa: S608, E501
 # How many times a booking reads its rules afresh when they keep changing under it.

@@ -19,40 +19,39 @@ from broker.database import Executor, record_to
 from broker.errors import Conflict, NotFound
 from broker.principals import PUBLIC_CLIENT, Principal
 
-# Race-safe: two first bookings of one client meet on the unique index clients_therapist_email; the
-# second waits for the first to commit and then inserts nothing, and finds the row. DO NOTHING
-# rather than DO UPDATE: a row lock would queue every booking of one client behind the previous
-# one's whole transaction (bench/booking.py lost half its rate to it); the booking's foreign key
-# takes a KEY SHARE lock, which other bookings of the client share.
+# The match, as a data-modifying CTE a statement can carry (`broker.bookings.BOOK` does): the new
+# record's id, therapist, name, email, phone, location and wish for confidential messages are the
+# SQL expressions `{values}`, and it writes only if `{source}` has a row. An existing record keeps
+# its name, email and notes; an empty phone or location is filled, and confidential messages are
+# turned on if asked (never off: that is the therapist's). It answers the record, `created` true
+# for a new one.
 #
-# The new row or else the existing one, in one round trip. Parts of one statement share its
-# snapshot, so a row whose commit the insert waited for is not seen by the second part (no row
-# comes back); SELECT_BY_EMAIL, a statement of its own, then finds it.
-MATCH_OR_CREATE = """
-WITH created AS (
-    INSERT INTO clients (id, therapist_id, name, email, phone, location, confidential_messages)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
-    ON CONFLICT (therapist_id, lower(email)) DO NOTHING
-    RETURNING *
+# Every writer holds the therapist's times lock (`bookings.lock_times`), so two first bookings of
+# one client never wait on each other here, and the row lock DO UPDATE takes queues nothing the
+# times lock did not. DO UPDATE rather than DO NOTHING: it finds a record committed after the
+# statement's snapshot was taken (as by the booking this one waited for at the lock), which a
+# SELECT in the same statement would not see.
+MATCH_OR_CREATE_FROM = """
+    INSERT INTO clients AS c (id, therapist_id, name, email, phone, location, confidential_messages)
+    SELECT {values} FROM {source}
+    ON CONFLICT (therapist_id, lower(email)) DO UPDATE SET
+        phone = coalesce(c.phone, excluded.phone),
+        location = coalesce(c.location, excluded.location),
+        confidential_messages = c.confidential_messages OR excluded.confidential_messages,
+        updated_at = CASE
+            WHEN (c.phone IS NULL AND excluded.phone IS NOT NULL)
+              OR (c.location IS NULL AND excluded.location IS NOT NULL)
+              OR (excluded.confidential_messages AND NOT c.confidential_messages)
+            THEN now() ELSE c.updated_at END
+    RETURNING c.*, c.xmax = 0 AS created
+"""
+MATCH_OR_CREATE = (
+    "WITH client AS ("  # noqa: S608 (a constant of ours, no input: the values are $n parameters)
+    + MATCH_OR_CREATE_FROM.format(values="$1, $2, $3, $4, $5, $6, $7", source="(SELECT) AS one")
+    + ") SELECT * FROM client"
 )
-SELECT true AS created, * FROM created
-UNION ALL
-SELECT false, * FROM clients WHERE therapist_id = $2 AND lower(email) = lower($4)
-"""
-SELECT_BY_EMAIL = "SELECT * FROM clients WHERE therapist_id = $1 AND lower(email) = lower($2)"
-# A client asking for confidential messages is heard on any booking; only the therapist turns it off.
-ASK_CONFIDENTIAL = """
-UPDATE clients SET confidential_messages = true, updated_at = now() WHERE id = $1 AND NOT confidential_messages
-RETURNING *
-"""
 SELECT_OF_BOOKING = "SELECT c.* FROM clients c JOIN bookings b ON b.client_id = c.id WHERE b.id = $1"
 SELECT_OF_SERIES = "SELECT c.* FROM clients c JOIN series s ON s.client_id = c.id WHERE s.id = $1"
-# Only what the record lacks; the WHERE makes a concurrent fill (or a therapist's edit) win.
-FILL_EMPTY = """
-UPDATE clients SET phone = COALESCE(phone, $2), location = COALESCE(location, $3), updated_at = now()
-WHERE id = $1 AND ((phone IS NULL AND $2::text IS NOT NULL) OR (location IS NULL AND $3::text IS NOT NULL))
-RETURNING *
-"""
 
 
 class Client(msgspec.Struct, frozen=True):
@@ -82,28 +81,16 @@ async def match_or_create(
     actor: Principal = PUBLIC_CLIENT,
     confidential: bool = False,
 ) -> Client:
-    """The therapist's client with this email (any case), created if there is none.
+    """The therapist's client with this email (any case), created if there is none (`MATCH_OR_CREATE_FROM`).
 
-    An existing record keeps its name, email and notes; only an empty phone or location is filled
-    from the booking. Run it in the booking's transaction, so a booking that loses its slot leaves
-    no new client behind. A new record is audited as `client.created` by `actor`."""
+    Run it in the booking's transaction under the therapist's times lock (`bookings.lock_times`),
+    so a booking that loses its slot leaves no new client behind. A new record is audited as
+    `client.created` by `actor`."""
     row = await conn.fetchrow(MATCH_OR_CREATE, uuid.uuid4(), therapist_id, name, email, phone, location, confidential)
-    if row is not None and row["created"]:
-        client = record_to(Client, row)
-        await audit.record(conn, actor, "client.created", therapist_id=therapist_id, client_id=client.id)
-        return client
-    if row is None:
-        row = await conn.fetchrow(SELECT_BY_EMAIL, therapist_id, email)
-    assert row is not None  # the conflicting row is committed (and clients are never deleted but with their therapist)
+    assert row is not None  # the insert, or the update of the record it met
     client = record_to(Client, row)
-    if (phone is not None and client.phone is None) or (location is not None and client.location is None):
-        filled = await conn.fetchrow(FILL_EMPTY, client.id, phone, location)
-        if filled is not None:
-            client = record_to(Client, filled)
-    if confidential and not client.confidential_messages:
-        asked = await conn.fetchrow(ASK_CONFIDENTIAL, client.id)
-        if asked is not None:
-            client = record_to(Client, asked)
+    if row["created"]:
+        await audit.record(conn, actor, "client.created", therapist_id=therapist_id, client_id=client.id)
     return client
 
 
