@@ -522,7 +522,7 @@ async def book(
     notices: Notices = SILENT,
     kept: bookable.Kept | None = None,
 ) -> tuple[NewBooking, bytes] | idempotency.Replay:
-    """Book a time on the public page; with an Idempotency-Key, in one transaction with the key.
+    """Book a time on the public page, with its Idempotency-Key if one is sent.
 
     `answer` and `refusal` encode what the caller is told; with an Idempotency-Key that answer is
     kept (sealed, see `broker.idempotency`) so a retry with the same key and body gets it back, a
@@ -531,10 +531,11 @@ async def book(
     Everything the booking is checked against and the notice hooks need (the session type's rules
     and reminder minutes, the therapist's hours, who hears of bookings) comes from `kept` when this
     node has read it before (`broker.bookable`), and the hooks make the booking's messages before
-    anything is written. One statement (`BOOK`) then takes the therapist's times lock and writes
-    the client record, the booking, their audit rows and the messages, provided all that is still
-    what is stored; without a key it needs no transaction around it, so the lock is held for that
-    statement alone."""
+    anything is written. One statement (`BOOK`, or `BOOK_KEYED`, which claims the key too) then
+    takes the therapist's times lock and writes the client record, the booking, their audit rows
+    and the messages, provided all that is still what is stored. It needs no transaction around
+    it, so the lock is held for that statement alone. A keyed request it does not book (a retry,
+    a lost time, changed rules) goes through `idempotency.once`'s transaction instead."""
     key = idempotency.check_key(idempotency_key)
     if body.client_timezone is not None:
         zone(body.client_timezone, "client_timezone")
