@@ -52,6 +52,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """User and system CPU time of every PostgreSQL process on this machine so far (processes
+    that ended are not counted: run nothing else against PostgreSQL meanwhile)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+        except OSError:  # it ended meanwhile
+            continue
+    return total
+
+
 @dataclass
 class Figures:
     """One server's runs: a rate per round, every booking's latency, and the server's CPU time."""
@@ -60,12 +75,18 @@ class Figures:
     rates: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     cpu: float = 0.0  # seconds of the server process
+    db_cpu: float = 0.0  # seconds of PostgreSQL's processes meanwhile
     booked: int = 0
 
     @property
     def cpu_ms(self) -> float:
         """Server CPU per booking: unlike the rate, it barely moves when other work shares the machine."""
         return 1000 * self.cpu / self.booked
+
+    @property
+    def db_cpu_ms(self) -> float:
+        """PostgreSQL's CPU per booking, all its processes together."""
+        return 1000 * self.db_cpu / self.booked
 
     @property
     def rate(self) -> float:
@@ -177,7 +198,7 @@ async def run_rounds(
             slug = f"bench-{phase}-{round_}-{name.replace(' ', '-').lower()}"
             _, session_type = await admin.therapist(slug)
             out = args.profile / f"{slug}.txt" if args.profile and name != "floor" else None
-            used = cpu_seconds(pid)
+            used, db_used = cpu_seconds(pid), postgres_cpu_seconds()
             with py_spy(pid, out):
                 await drive(
                     http,
@@ -190,6 +211,7 @@ async def run_rounds(
                     into=figures[name],
                 )
             figures[name].cpu += cpu_seconds(pid) - used
+            figures[name].db_cpu += postgres_cpu_seconds() - db_used
             figures[name].booked += args.bookings
     return list(figures.values())
 
@@ -241,15 +263,18 @@ def report(args: argparse.Namespace, figures: list[Figures]) -> None:
         f" idempotency keys={'yes' if args.idempotency else 'no'}, cpus={os.cpu_count()}"
     )
     print(
-        f"{'':12} {'bookings/s':>10} {'x floor':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>7} {'x floor':>8}   rounds/s"
+        f"{'':12} {'bookings/s':>10} {'x floor':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>7} {'x floor':>8}"
+        f" {'db ms':>6}   rounds/s"
     )
     for fig in figures:
         rounds = " ".join(f"{r:.0f}" for r in fig.rates)
         print(
             f"{fig.name:12} {fig.rate:10.0f} {fig.rate / floor.rate:8.2f} {fig.latency_ms(0.5):8.1f}"
-            f" {fig.latency_ms(0.99):8.1f} {fig.cpu_ms:7.2f} {floor.cpu_ms / fig.cpu_ms:8.2f}   {rounds}"
+            f" {fig.latency_ms(0.99):8.1f} {fig.cpu_ms:7.2f} {floor.cpu_ms / fig.cpu_ms:8.2f}"
+            f" {fig.db_cpu_ms:6.2f}   {rounds}"
         )
     print("cpu ms: the server process's CPU time per booking; its x floor is floor / server, like the rate's.")
+    print("db ms: PostgreSQL's CPU time per booking, all its processes (nothing else may query it meanwhile).")
 
 
 if __name__ == "__main__":
