@@ -434,8 +434,9 @@ def notice_hook(
     """The hook `broker.notices` runs in each change's transaction: one outbox message per enabled
     endpoint (the therapist's and the admin's) subscribed to the notice's kind.
 
-    A new booking's notice says who listens and the booking's times (its insert read them), so it
-    costs no read here; any other notice reads both."""
+    A new booking's notice says who listens and the booking's times (the hook runs before the
+    booking is written, `broker.bookings.BOOK`), so it costs no read here; any other notice reads
+    both."""
 
     async def queue_webhooks(conn: asyncpg.Connection, notice: Notice) -> list[NewMessage]:
         if notice.listeners is not None:

@@ -31,12 +31,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import asyncpg
-import msgspec
 from aiohttp import web
 
 from broker import bookings, outbox, session_types
 from broker.clock import CLOCK
-from broker.database import Executor, record_to
+from broker.database import Executor
 from broker.mail import preferences
 from broker.notices import NOTICES, Notice
 from broker.outbox import NewMessage
@@ -71,26 +70,6 @@ def key_context(kind: KeyKind, owner: uuid.UUID) -> str:
 
 def password_link_context(therapist_id: uuid.UUID) -> str:
     return f"teleroom.mail.password-link:{therapist_id}"
-
-
-# What a new booking's messages need, read in one statement: its start, its type's reminder times
-# and whether the therapist asked to hear of bookings (`broker.mail.preferences`). The hook runs
-# under the therapist's times lock (`bookings.lock_times`), so every read here is a round trip the
-# therapist's other bookings wait for: a booking's notice carries all three from its insert, and
-# this read is only for a notice that does not (one made elsewhere than `bookings.book`).
-SELECT_BOOKED = """
-SELECT b.starts_at, st.reminder_minutes, t.notify_bookings
-FROM bookings b
-JOIN session_types st ON st.id = b.session_type_id
-JOIN therapists t ON t.id = b.therapist_id
-WHERE b.id = $1
-"""
-
-
-class _Booked(msgspec.Struct, frozen=True):
-    starts_at: dt.datetime
-    reminder_minutes: list[int]
-    notify_bookings: bool
 
 
 def _iso(value: dt.datetime) -> str:
@@ -182,17 +161,15 @@ class Hook:
         return [_email(THERAPIST_NOTICE, "therapist", notice.therapist_id, now, payload=payload, **fields)]
 
     async def booked(self, conn: asyncpg.Connection, notice: Notice, now: dt.datetime) -> list[NewMessage]:
+        """A new booking's messages, from its notice alone: it runs before the booking is written
+        (`broker.bookings.BOOK`), which carries its start, its type's reminder minutes and whether
+        the therapist asked to hear of bookings."""
         [booking_id] = notice.booking_ids
-        if notice.start is not None and notice.reminder_minutes is not None and notice.notify_therapist is not None:
-            booking = _Booked(notice.start, list(notice.reminder_minutes), notice.notify_therapist)
-        else:
-            row = await conn.fetchrow(SELECT_BOOKED, booking_id)
-            assert row is not None  # made in this very transaction
-            booking = record_to(_Booked, row)
+        start, minutes, notify = notice.start, notice.reminder_minutes, notice.notify_therapist
+        assert start is not None and minutes is not None and notify is not None, "a new booking's notice says all"
         sealed = None
         if notice.secret is not None:
             sealed = self.sealer.seal_text(notice.secret, key_context("booking", booking_id))
-        start = _iso(booking.starts_at)
         queued = [
             _email(
                 CONFIRMATION,
@@ -200,21 +177,11 @@ class Hook:
                 notice.therapist_id,
                 now,
                 booking_id=booking_id,
-                payload={"key": "booking", "start": start},
+                payload={"key": "booking", "start": _iso(start)},
                 sealed=sealed,
             ),
-            *reminders(
-                notice.therapist_id,
-                booking_id,
-                booking.starts_at,
-                booking.reminder_minutes,
-                now,
-                key="booking",
-                sealed=sealed,
-            ),
-            *await self._therapist_notice(
-                conn, notice, "booked", now, notify=booking.notify_bookings, booking_id=booking_id
-            ),
+            *reminders(notice.therapist_id, booking_id, start, minutes, now, key="booking", sealed=sealed),
+            *await self._therapist_notice(conn, notice, "booked", now, notify=notify, booking_id=booking_id),
         ]
         return queued
 
