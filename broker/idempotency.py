@@ -8,7 +8,9 @@ A caller that can tell its answer before making the change (a booking whose rule
 keeps) hands it over, and the claim stores it sealed at once: the row's answer then needs no
 second write while the therapist's times lock is held. It is written again only when the answer
 made differs, and every write is in the change's transaction, so a retry never reads an answer
-the change did not commit.
+the change did not commit. A change made in one statement can carry the claim itself
+(`CLAIM_FROM`, as `broker.bookings.BOOK_KEYED` does): the claim, its answer and the change then
+commit together, and a request that finds the key claimed takes `once`, which replays.
 """
 
 from __future__ import annotations
