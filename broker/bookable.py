@@ -10,7 +10,6 @@ rules: a time they do not offer is checked against a fresh read before the answe
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from broker import availability, session_types
 from broker.database import Executor
+from broker.recent import Recent
 from broker.session_types import SessionType
 from calendars.slots import Availability
 
@@ -85,10 +85,9 @@ class Kept:
     still so (`bookings.BOOK`)."""
 
     def __init__(self, entries: int = KEPT_ENTRIES) -> None:
-        self.entries = entries
-        self._kept: collections.OrderedDict[tuple[uuid.UUID, str], Bookable] = collections.OrderedDict()
-        self._quiet: collections.OrderedDict[uuid.UUID, Quiet] = collections.OrderedDict()
-        self._audience: collections.OrderedDict[uuid.UUID, Audience] = collections.OrderedDict()
+        self._kept: Recent[tuple[uuid.UUID, str], Bookable] = Recent(entries)
+        self._quiet: Recent[uuid.UUID, Quiet] = Recent(entries)
+        self._audience: Recent[uuid.UUID, Audience] = Recent(entries)
 
     def audience(self, therapist_id: uuid.UUID) -> Audience | None:
         """Who heard of this therapist's last booking on this node (None: not known here)."""
@@ -97,38 +96,26 @@ class Kept:
     def heard(self, therapist_id: uuid.UUID, audience: Audience | None) -> None:
         """Note who hears of the therapist's bookings (None: forget it, it changed)."""
         if audience is None:
-            self._audience.pop(therapist_id, None)
-            return
-        self._audience[therapist_id] = audience
-        self._audience.move_to_end(therapist_id)
-        while len(self._audience) > self.entries:
-            self._audience.popitem(last=False)
+            self._audience.drop(therapist_id)
+        else:
+            self._audience.put(therapist_id, audience)
 
     def quiet(self, therapist_id: uuid.UUID) -> Quiet:
         """What this therapist's last booking on this node found nothing to check in (nothing known: NOISY)."""
-        return self._quiet.get(therapist_id, NOISY)
+        return self._quiet.get(therapist_id) or NOISY
 
     def seen(self, therapist_id: uuid.UUID, quiet: Quiet) -> None:
         """Note what a booking's insert found for the therapist."""
         if quiet == NOISY:
-            self._quiet.pop(therapist_id, None)
-            return
-        self._quiet[therapist_id] = quiet
-        self._quiet.move_to_end(therapist_id)
-        while len(self._quiet) > self.entries:
-            self._quiet.popitem(last=False)
+            self._quiet.drop(therapist_id)
+        else:
+            self._quiet.put(therapist_id, quiet)
 
     def get(self, therapist_id: uuid.UUID, raw_type: str) -> Bookable | None:
-        found = self._kept.get((therapist_id, raw_type))
-        if found is not None:
-            self._kept.move_to_end((therapist_id, raw_type))
-        return found
+        return self._kept.get((therapist_id, raw_type))
 
     def put(self, therapist_id: uuid.UUID, raw_type: str, value: Bookable) -> None:
-        self._kept[(therapist_id, raw_type)] = value
-        self._kept.move_to_end((therapist_id, raw_type))
-        while len(self._kept) > self.entries:
-            self._kept.popitem(last=False)
+        self._kept.put((therapist_id, raw_type), value)
 
 
 KEPT = web.AppKey("bookable_kept", Kept)

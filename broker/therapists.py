@@ -7,7 +7,6 @@ leaves is typed (`Therapist`). Hours live in `broker.availability`, session type
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import time
 import uuid
@@ -21,6 +20,7 @@ from broker import audit, credentials, schemas
 from broker.database import Executor, record_to
 from broker.errors import Conflict, NotFound
 from broker.principals import Principal
+from broker.recent import Recent
 from broker.settings import Settings
 from broker.zones import zone
 
@@ -93,23 +93,18 @@ class BySlug:
         seconds: float = KEPT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.entries = entries
         self.seconds = seconds
         self.clock = clock
-        self._kept: collections.OrderedDict[str, tuple[float, Therapist]] = collections.OrderedDict()
+        self._kept: Recent[str, tuple[float, Therapist]] = Recent(entries)
 
     async def get(self, conn: Executor, slug: str) -> Therapist:
         """The therapist with this slug (kept or read), or NotFound."""
         found = self._kept.get(slug)
         now = self.clock()
         if found is not None and now - found[0] < self.seconds:
-            self._kept.move_to_end(slug)
             return found[1]
         therapist = await by_slug(conn, slug)
-        self._kept[slug] = (now, therapist)
-        self._kept.move_to_end(slug)
-        while len(self._kept) > self.entries:
-            self._kept.popitem(last=False)
+        self._kept.put(slug, (now, therapist))
         return therapist
 
 
